@@ -1,0 +1,17 @@
+# Per-target build settings shared by every spoa target.
+
+# Warnings are errors on our own code only (never on consumers of the installed package).
+function(spoa_set_warnings target)
+    target_compile_options(${target} PRIVATE
+        $<$<COMPILE_LANGUAGE:CXX>:-Wall -Wextra -Werror -Wshadow -Wnon-virtual-dtor
+                                 -Wold-style-cast -Wcast-align -Woverloaded-virtual -Wpedantic
+                                 -Wnull-dereference -Wimplicit-fallthrough>)
+endfunction()
+
+# ASan+UBSan for the whole build when SPOA_SANITIZE is on (set from the top level so that test
+# binaries, libraries and tools are all instrumented alike).
+macro(spoa_enable_sanitizers)
+    add_compile_options(-fsanitize=address,undefined -fno-omit-frame-pointer
+                        -fno-sanitize-recover=all)
+    add_link_options(-fsanitize=address,undefined)
+endmacro()
