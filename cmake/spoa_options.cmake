@@ -5,7 +5,7 @@ function(spoa_set_warnings target)
     target_compile_options(${target} PRIVATE
         $<$<COMPILE_LANGUAGE:CXX>:-Wall -Wextra -Werror -Wshadow -Wnon-virtual-dtor
                                  -Wold-style-cast -Wcast-align -Woverloaded-virtual -Wpedantic
-                                 -Wnull-dereference -Wimplicit-fallthrough>)
+                                 -Wimplicit-fallthrough>)
 endfunction()
 
 # ASan+UBSan for the whole build when SPOA_SANITIZE is on (set from the top level so that test

@@ -1,0 +1,76 @@
+#pragma once
+/// Agent configuration.
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace spdlog {
+class logger;
+}
+
+namespace spoa {
+
+/// Where to listen: `host:port`, `[v6]:port`, `:port` (all IPv4 addresses) or `unix:/path`.
+struct listen_address {
+    enum class kind : std::uint8_t { tcp, unix_socket };
+    kind type = kind::tcp;
+    std::string host;  ///< numeric address (tcp)
+    std::uint16_t port = 0;
+    std::string path;  ///< socket path (unix)
+
+    /// Throws std::invalid_argument with a message naming the bad part.
+    [[nodiscard]] static listen_address parse(std::string_view text);
+    [[nodiscard]] std::string to_string() const;
+};
+
+/// Ownership and permissions of Unix listening sockets. Debian's HAProxy runs as user haproxy
+/// without supplementary groups, so a group-only permission is not enough: set the owner or a
+/// mode it can use.
+struct unix_socket_options {
+    std::optional<unsigned> mode;  ///< e.g. 0660
+    std::string owner;             ///< user name or numeric uid; empty = unchanged
+    std::string group;             ///< group name or numeric gid; empty = unchanged
+};
+
+struct agent_config {
+    std::vector<listen_address> listeners;
+    /// Loop threads; 0 = number of cores.
+    unsigned threads = 0;
+
+    // Protocol (spop-spec §7, §9).
+    std::uint32_t max_frame_size = 16380;  ///< our cap, also before HELLO; [256, 2^24]
+    bool pipelining = true;
+    bool fragmentation = true;                       ///< announce and reassemble fragmented NOTIFYs
+    std::size_t max_reassembled_size = 1024 * 1024;  ///< cap on a reassembled NOTIFY payload
+
+    // Limits.
+    std::size_t max_connections = 100000;
+    std::size_t max_inflight_per_connection = 256;   ///< unanswered NOTIFYs; reading pauses beyond
+    std::size_t write_high_water = 1024 * 1024;      ///< queued output bytes; reading pauses beyond
+    std::chrono::milliseconds idle_timeout{600000};  ///< 0 = never close idle connections
+    std::chrono::milliseconds hello_timeout{5000};
+    /// A frame not answered by its handlers within this time is answered anyway (with the
+    /// actions that are ready), so HAProxy never waits its whole `timeout processing` on us.
+    std::chrono::milliseconds handler_deadline{1000};
+    /// How long a drain may take before connections are closed regardless.
+    std::chrono::milliseconds drain_timeout{10000};
+    /// After our DISCONNECT, how long to wait for the peer to close.
+    std::chrono::milliseconds close_linger{1000};
+
+    unix_socket_options unix_socket;
+    /// Admin HTTP endpoint (`host:port`), off when empty.
+    std::optional<listen_address> admin;
+
+    std::shared_ptr<spdlog::logger> logger;  ///< null = a logger that drops everything
+    /// run() installs SIGTERM/SIGINT handlers: first signal drains, second exits at once.
+    bool handle_signals = true;
+    /// Log handler exceptions at most this often per thread (per second).
+    unsigned error_log_rate = 10;
+};
+
+}  // namespace spoa

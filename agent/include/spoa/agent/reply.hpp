@@ -1,0 +1,92 @@
+#pragma once
+/// What a handler answers: set-var / unset-var actions in any of the five scopes.
+
+#include <atomic>
+#include <cstdint>
+#include <string_view>
+
+#include "spoa/agent/ip_address.hpp"
+#include "spoa/protocol/action.hpp"
+#include "spoa/protocol/byte_buffer.hpp"
+#include "spoa/protocol/typed_value.hpp"
+
+namespace spoa {
+
+using protocol::typed_value;
+using protocol::var_scope;
+
+namespace detail {
+class async_state;
+}
+
+/// Appends actions to the ACK being built. An action that would make the ACK larger than the
+/// negotiated max-frame-size is refused (HAProxy cannot receive a fragmented ACK, spop-spec
+/// §9.5); so is a name HAProxy would reject (only [A-Za-z0-9_.] allowed, spop-spec §5.3).
+/// Every setter returns false when it refused the action.
+class reply {
+  public:
+    reply(protocol::byte_buffer& out, std::size_t limit) noexcept : out_(&out), limit_(limit) {}
+    reply(const reply&) = delete;
+    reply& operator=(const reply&) = delete;
+
+    bool set(var_scope scope, std::string_view name, const typed_value& value);
+    bool set_string(var_scope scope, std::string_view name, std::string_view value) {
+        return set(scope, name, typed_value::string(value));
+    }
+    bool set_binary(var_scope scope, std::string_view name, std::string_view value) {
+        return set(scope, name, typed_value::binary(value));
+    }
+    bool set_int(var_scope scope, std::string_view name, std::int64_t value) {
+        return set(scope, name, typed_value::int64(value));
+    }
+    bool set_bool(var_scope scope, std::string_view name, bool value) {
+        return set(scope, name, typed_value::boolean(value));
+    }
+    bool set_ip(var_scope scope, std::string_view name, const ip_address& addr);
+    bool unset(var_scope scope, std::string_view name);
+
+    /// Actions written through this reply.
+    [[nodiscard]] std::size_t count() const noexcept { return count_; }
+    /// Actions refused (too big or bad name).
+    [[nodiscard]] std::size_t refused() const noexcept { return refused_; }
+
+    /// True when `name` is a name HAProxy accepts for a variable.
+    [[nodiscard]] static bool valid_name(std::string_view name) noexcept;
+
+  protected:
+    reply() noexcept = default;
+    void rebind(protocol::byte_buffer* out, std::size_t limit) noexcept {
+        out_ = out;
+        limit_ = limit;
+    }
+
+  private:
+    protocol::byte_buffer* out_ = nullptr;
+    std::size_t limit_ = 0;  ///< the buffer may not grow past this size
+    std::size_t count_ = 0;
+    std::size_t refused_ = 0;
+};
+
+/// The one-shot completion an async handler receives. Set variables on it, then call done()
+/// from any thread: the ACK is written by the connection's loop. If the frame was already
+/// answered (the deadline passed) or the connection is gone, done() quietly does nothing.
+/// Destroying an async_reply without calling done() completes it with what it holds.
+class async_reply : public reply {
+  public:
+    explicit async_reply(detail::async_state* state) noexcept;
+    async_reply(async_reply&& other) noexcept;
+    async_reply& operator=(async_reply&&) = delete;
+    ~async_reply();
+
+    /// Hands the actions to the connection's loop. Idempotent; thread-safe with respect to the
+    /// loop (one thread at a time may use a given async_reply).
+    void done() noexcept;
+    /// True once the agent no longer needs this answer (deadline passed, connection closed or
+    /// agent stopped): a handler may skip expensive work.
+    [[nodiscard]] bool abandoned() const noexcept;
+
+  private:
+    detail::async_state* state_ = nullptr;
+};
+
+}  // namespace spoa
