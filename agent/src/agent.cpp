@@ -40,11 +40,14 @@ class runtime {
     void stop(bool drain) noexcept;
     void wait();
     void render_stats(std::string& out) const;
+    void reload() noexcept;
 
     agent_config config;
     handler_table handlers;
     metrics_registry metrics;
     std::vector<admin_route> routes;
+    std::vector<std::function<void()>> reload_hooks;
+    std::mutex reload_mutex;
     shared_context ctx;
     std::vector<std::unique_ptr<worker>> workers;
     std::vector<listen_address> bound;
@@ -202,6 +205,7 @@ void runtime::run() {
     loop.data = this;
     uv_signal_t sigterm;
     uv_signal_t sigint;
+    uv_signal_t sighup;
     uv_async_t done;
     int signals_seen = 0;
     struct control {
@@ -224,6 +228,11 @@ void runtime::run() {
     sigterm.data = sigint.data = &ctl;
     uv_signal_start(&sigterm, on_signal, SIGTERM);
     uv_signal_start(&sigint, on_signal, SIGINT);
+    uv_signal_init(&loop, &sighup);
+    sighup.data = this;
+    uv_signal_start(
+        &sighup, [](uv_signal_t* h, int) noexcept { static_cast<runtime*>(h->data)->reload(); },
+        SIGHUP);
     uv_async_init(&loop, &done, [](uv_async_t* h) noexcept { uv_stop(h->loop); });
     {
         std::lock_guard lock(mutex);
@@ -237,10 +246,23 @@ void runtime::run() {
     }
     uv_close(reinterpret_cast<uv_handle_t*>(&sigterm), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&sigint), nullptr);
+    uv_close(reinterpret_cast<uv_handle_t*>(&sighup), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&done), nullptr);
     uv_run(&loop, UV_RUN_DEFAULT);
     uv_loop_close(&loop);
     wait();
+}
+
+void runtime::reload() noexcept {
+    std::lock_guard lock(reload_mutex);
+    config.logger->info("reload requested");
+    for (auto& hook : reload_hooks) {
+        try {
+            hook();
+        } catch (const std::exception& e) {
+            config.logger->error("reload hook failed: {}", e.what());
+        }
+    }
 }
 
 void runtime::render_stats(std::string& out) const {
@@ -391,6 +413,15 @@ agent& agent::admin_route(std::string method, std::string path, admin_handler ha
     if (rt_->started) throw std::logic_error("admin routes must be added before start()");
     rt_->routes.push_back({std::move(method), std::move(path), std::move(handler)});
     return *this;
+}
+
+agent& agent::on_reload(std::function<void()> hook) {
+    std::lock_guard lock(rt_->reload_mutex);
+    rt_->reload_hooks.push_back(std::move(hook));
+    return *this;
+}
+void agent::reload() {
+    rt_->reload();
 }
 
 metrics_registry& agent::metrics() noexcept {

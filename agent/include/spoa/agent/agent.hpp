@@ -11,6 +11,7 @@
 ///   a.run();  // until SIGTERM/SIGINT
 /// @endcode
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -43,6 +44,12 @@ class agent {
 
     /// Extra admin endpoint route, e.g. ("POST", "/invalidate").
     agent& admin_route(std::string method, std::string path, admin_handler handler);
+
+    /// Called on SIGHUP (from run()'s signal thread) or reload(), e.g. to re-read a route table.
+    /// Hooks run in registration order; an exception is logged and does not stop the agent.
+    agent& on_reload(std::function<void()> hook);
+    /// Runs the reload hooks now (thread-safe with respect to the loops; hooks run in the caller).
+    void reload();
 
     /// The registry served on /metrics; handlers add their own metrics here.
     [[nodiscard]] metrics_registry& metrics() noexcept;

@@ -67,7 +67,8 @@ struct agent_config {
     std::optional<listen_address> admin;
 
     std::shared_ptr<spdlog::logger> logger;  ///< null = a logger that drops everything
-    /// run() installs SIGTERM/SIGINT handlers: first signal drains, second exits at once.
+    /// run() installs SIGTERM/SIGINT handlers (first signal drains, second stops at once) and a
+    /// SIGHUP handler that calls the reload hooks (agent::on_reload).
     bool handle_signals = true;
     /// Log handler exceptions at most this often per thread (per second).
     unsigned error_log_rate = 10;
