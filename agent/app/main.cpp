@@ -11,6 +11,10 @@
 #include "spoa/agent/agent.hpp"
 #include "spoa/agent/version.hpp"
 #include "spoa/handlers/examples.hpp"
+#include "spoa/handlers/routing/router.hpp"
+#include "spoa/handlers/routing/routing_config.hpp"
+#include "spoa/handlers/routing/static_resolver.hpp"
+#include "spoa/handlers/service_loop.hpp"
 
 namespace {
 
@@ -41,6 +45,8 @@ int main(int argc, char** argv) {
     std::string unix_mode;
     std::string unix_owner;
     std::string unix_group;
+    std::string routing_config_path;
+    bool check_config = false;
 
     app.add_option("-l,--listen", listen,
                    "Address to serve SPOP on: host:port, [v6]:port or unix:/path (repeatable)")
@@ -85,6 +91,12 @@ int main(int argc, char** argv) {
     app.add_option("--unix-owner", unix_owner, "Owner (user name or uid) of Unix sockets");
     app.add_option("--unix-group", unix_group, "Group (name or gid) of Unix sockets");
 
+    app.add_option("-c,--config", routing_config_path,
+                   "Routing configuration (YAML): enables route-http, route-pg, route-tcp, "
+                   "route-tls; SIGHUP reloads its routes")
+        ->check(CLI::ExistingFile);
+    app.add_flag("--check", check_config, "Validate the configuration and exit");
+
     CLI11_PARSE(app, argc, argv);
 
     auto sink = std::make_shared<spdlog::sinks::stderr_sink_mt>();
@@ -119,8 +131,46 @@ int main(int argc, char** argv) {
     cfg.max_reassembled_size = max_reassembly;
     cfg.logger = logger;
 
+    // Routing: the resolver, the cache and the checks run on their own service loop.
+    std::shared_ptr<spoa::handlers::service_loop> service;
+    std::shared_ptr<spoa::routing::static_resolver> static_routes;
+    std::unique_ptr<spoa::routing::router> router;
+    try {
+        if (!routing_config_path.empty()) {
+            auto rc = spoa::routing::load_routing_config(routing_config_path);
+            static_routes = std::make_shared<spoa::routing::static_resolver>(routing_config_path);
+            if (check_config) {
+                std::printf("%s: OK (%zu routes)\n", routing_config_path.c_str(),
+                            static_routes->table()->size());
+                return 0;
+            }
+            service = std::make_shared<spoa::handlers::service_loop>();
+            router = std::make_unique<spoa::routing::router>(static_routes, rc.ssrf, rc.router,
+                                                             service, logger);
+        } else if (check_config) {
+            std::printf("no --config given: nothing to check\n");
+            return 0;
+        }
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "spoa-agent: %s\n", e.what());
+        return 2;
+    }
+
     try {
         spoa::agent agent(cfg);
+        if (router) {
+            router->attach(agent);
+            agent.on_reload([&] {
+                if (auto err = static_routes->reload()) {
+                    logger->error("reload of {} failed, keeping the current routes: {}",
+                                  routing_config_path, *err);
+                } else {
+                    logger->info("reloaded {} ({} routes)", routing_config_path,
+                                 static_routes->table()->size());
+                    router->cache().clear();
+                }
+            });
+        }
         for (const auto& name : examples) {
             if (!spoa::handlers::register_example(agent, name)) {
                 std::fprintf(stderr, "spoa-agent: unknown example '%s' (known: %s)\n", name.c_str(),
@@ -128,7 +178,7 @@ int main(int argc, char** argv) {
                 return 2;
             }
         }
-        if (examples.empty()) {
+        if (examples.empty() && !router) {
             logger->warn(
                 "no handler enabled: every message is answered without variables "
                 "(try --example echo)");
@@ -138,5 +188,8 @@ int main(int argc, char** argv) {
         logger->critical("{}", e.what());
         return 1;
     }
+    // The service loop's tasks refer to the router: end the loop before the router.
+    if (service) service->join();
+    router.reset();
     return 0;
 }

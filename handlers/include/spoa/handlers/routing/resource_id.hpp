@@ -1,0 +1,18 @@
+#pragma once
+/// Normalisation of resource ids, so that one resource has one cache key.
+
+#include <string>
+#include <string_view>
+
+namespace spoa::routing {
+
+/// Lowercases, strips a port (":8080", also after a bracketed IPv6 literal) and a trailing dot.
+/// "App.Example.COM.:8443" -> "app.example.com"; "[2001:DB8::1]:80" -> "[2001:db8::1]".
+[[nodiscard]] std::string normalize_host(std::string_view host);
+
+/// Same into a caller buffer (no allocation); returns the view, or an empty view if `host` is
+/// longer than the buffer.
+[[nodiscard]] std::string_view normalize_host(std::string_view host, char* buf,
+                                              std::size_t cap) noexcept;
+
+}  // namespace spoa::routing

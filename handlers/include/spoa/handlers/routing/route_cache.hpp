@@ -1,0 +1,149 @@
+#pragma once
+/// The route cache shared by every loop thread: short TTL (milliseconds), negative caching of
+/// not_found, single-flight (concurrent misses for one key make one resolver call; the other
+/// requests wait on it), an entry limit with FIFO eviction, and explicit invalidation.
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "spoa/agent/ip_address.hpp"
+#include "spoa/handlers/routing/resolver.hpp"
+
+namespace spoa::routing {
+
+/// An endpoint after SSRF validation: HAProxy is only ever given `address`.
+struct checked_endpoint {
+    ip_address address;
+    std::uint16_t port = 0;
+    std::string host;  ///< what the resolver returned (name or literal), for logs
+};
+
+struct checked_path {
+    std::string prefix;
+    std::vector<checked_endpoint> endpoints;
+};
+
+/// A validated resolver answer, shared read-only between threads.
+struct checked_route {
+    std::vector<checked_endpoint> endpoints;
+    std::vector<checked_path> paths;
+    std::map<std::string, std::string> metadata;
+    backend_state state = backend_state::ready;
+    std::optional<std::chrono::milliseconds> timeout;
+};
+
+/// Someone waiting for a key being resolved.
+class cache_waiter {
+  public:
+    virtual ~cache_waiter() = default;
+    /// Exactly one of route / error is set.
+    virtual void complete(const std::shared_ptr<const checked_route>& route,
+                          const std::shared_ptr<const resolve_error>& error) = 0;
+};
+
+struct cache_options {
+    std::chrono::milliseconds ttl{1000};
+    std::chrono::milliseconds negative_ttl{5000};
+    std::size_t max_entries = 100000;
+};
+
+struct cache_stats {
+    std::uint64_t hits = 0;
+    std::uint64_t negative_hits = 0;
+    std::uint64_t misses = 0;     ///< lookups that started a resolver call
+    std::uint64_t coalesced = 0;  ///< lookups that waited on another lookup's resolver call
+    std::uint64_t evictions = 0;
+    std::uint64_t expirations = 0;
+    std::uint64_t invalidations = 0;
+    std::uint64_t entries = 0;
+    std::uint64_t inflight = 0;
+};
+
+class route_cache {
+  public:
+    explicit route_cache(cache_options opts);
+
+    enum class lookup_status : std::uint8_t { hit, negative_hit, leader, joined, miss };
+    struct lookup_result {
+        lookup_status status;
+        std::shared_ptr<const checked_route> route;  ///< hit
+        std::shared_ptr<const resolve_error> error;  ///< negative_hit
+    };
+
+    /// Lock-free for the caller's allocations: a hit or negative hit, else `miss` (nothing
+    /// recorded). Lets the hot path find hits without creating a waiter first.
+    [[nodiscard]] lookup_result peek(std::string_view key);
+
+    /// On a hit the waiter is left alone. On a miss it is moved into the key's flight: `leader`
+    /// means the caller must resolve and then call complete(); `joined` means someone else is.
+    [[nodiscard]] lookup_result lookup(std::string_view key, std::unique_ptr<cache_waiter>& waiter);
+
+    /// Ends the flight of `key`: caches the answer (routes for their TTL, not_found for the
+    /// negative TTL or the resolver's retry hint; other errors are not cached) and returns the
+    /// waiters, which the caller completes outside the cache lock.
+    [[nodiscard]] std::vector<std::unique_ptr<cache_waiter>> complete(
+        std::string_view key, std::shared_ptr<const checked_route> route,
+        std::shared_ptr<const resolve_error> error,
+        std::optional<std::chrono::milliseconds> ttl_override = std::nullopt);
+
+    /// Drops the entry (an in-flight answer for it will not be stored). True if something was
+    /// cached or in flight.
+    bool invalidate(std::string_view key);
+    /// Drops every entry whose key ends with `suffix` (e.g. ":tenant-a" across protocols).
+    std::size_t invalidate_matching(std::string_view suffix);
+    void clear();
+
+    [[nodiscard]] cache_stats stats() const;
+    [[nodiscard]] const cache_options& options() const noexcept { return opts_; }
+
+  private:
+    struct slot {
+        std::shared_ptr<const checked_route> route;
+        std::shared_ptr<const resolve_error> error;
+        std::uint64_t expires_ms = 0;
+        bool cached = false;
+        bool stale_flight = false;  ///< invalidated while resolving: do not store the answer
+        std::vector<std::unique_ptr<cache_waiter>> waiters;  ///< non-empty = in flight
+        std::list<std::string>::iterator order;              ///< position in `fifo` when cached
+    };
+    struct key_hash {
+        using is_transparent = void;
+        std::size_t operator()(std::string_view s) const noexcept {
+            return std::hash<std::string_view>{}(s);
+        }
+    };
+    struct shard {
+        mutable std::mutex mutex;
+        std::unordered_map<std::string, slot, key_hash, std::equal_to<>> map;
+        std::list<std::string> fifo;  ///< cached keys, oldest first
+        std::uint64_t evictions = 0;
+        std::uint64_t expirations = 0;
+    };
+
+    static constexpr std::size_t shard_count = 16;
+    [[nodiscard]] shard& shard_for(std::string_view key) noexcept;
+    void uncache(shard& s, slot& sl) noexcept;
+    void make_room(shard& s, std::uint64_t now);
+
+    cache_options opts_;
+    std::size_t per_shard_limit_;
+    shard shards_[shard_count];
+    std::atomic<std::uint64_t> hits_{0};
+    std::atomic<std::uint64_t> negative_hits_{0};
+    std::atomic<std::uint64_t> misses_{0};
+    std::atomic<std::uint64_t> coalesced_{0};
+    std::atomic<std::uint64_t> invalidations_{0};
+};
+
+/// Milliseconds on the steady clock (the cache's time base).
+[[nodiscard]] std::uint64_t steady_ms() noexcept;
+
+}  // namespace spoa::routing

@@ -1,0 +1,38 @@
+#pragma once
+/// The routing configuration file (YAML), see haproxy/routing.example.yaml and the README.
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "spoa/agent/config.hpp"
+#include "spoa/handlers/routing/router.hpp"
+#include "spoa/handlers/routing/ssrf.hpp"
+
+namespace spoa::routing {
+
+struct remote_resolver_options {
+    listen_address address;  ///< host:port or unix:/path of the control plane
+    std::chrono::milliseconds call_timeout{250};
+    std::chrono::milliseconds reconnect_min{50};
+    std::chrono::milliseconds reconnect_max{5000};
+    std::size_t max_pending = 10000;  ///< calls waiting for an answer; beyond: unavailable
+};
+
+struct routing_config {
+    std::string path;  ///< the file it came from
+    enum class resolver_kind : std::uint8_t { static_routes, remote, chain };
+    resolver_kind resolver = resolver_kind::static_routes;
+    std::optional<remote_resolver_options> remote;
+    router_options router;
+    ssrf_policy ssrf;
+};
+
+/// Reads the file. Throws std::runtime_error("<file>:<line>: <problem>") on any error.
+[[nodiscard]] routing_config load_routing_config(const std::string& path);
+/// Same from YAML text (tests, embedded defaults); `origin` names it in errors.
+[[nodiscard]] routing_config parse_routing_config(const std::string& yaml,
+                                                  const std::string& origin);
+
+}  // namespace spoa::routing

@@ -1,0 +1,71 @@
+#pragma once
+/// Routes from the YAML configuration: exact ids and wildcards (`*.example.com`, the longest
+/// matching suffix wins), per protocol. reload() re-reads the file and swaps the table
+/// atomically; a file that does not parse keeps the old table.
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "spoa/handlers/routing/resolver.hpp"
+
+namespace YAML {
+class Node;
+}
+
+namespace spoa::routing {
+
+class route_table {
+  public:
+    using entry = std::variant<route, resolve_error>;
+
+    /// Parses the `routes:` node: protocol -> id -> route. Throws std::runtime_error with the
+    /// line and the problem.
+    [[nodiscard]] static std::shared_ptr<const route_table> parse(const YAML::Node& routes);
+
+    /// The entry for `id` of protocol `p`, or nullptr.
+    [[nodiscard]] const entry* find(protocol p, std::string_view id) const;
+    [[nodiscard]] std::size_t size() const noexcept;
+
+    void add(protocol p, std::string id, entry e);
+
+  private:
+    struct per_protocol {
+        std::map<std::string, entry, std::less<>> exact;
+        /// (suffix including the leading dot, entry), longest suffix first.
+        std::vector<std::pair<std::string, entry>> wildcards;
+    };
+    per_protocol tables_[4];
+};
+
+class static_resolver final : public resolver {
+  public:
+    /// Loads `path` (its `routes:` section). Throws on a bad file.
+    explicit static_resolver(std::string path);
+    /// A fixed table (tests, embedded defaults).
+    explicit static_resolver(std::shared_ptr<const route_table> table);
+
+    void resolve(const std::string& id, const resolve_context& ctx, resolve_callback done) override;
+    [[nodiscard]] resolver_stats stats() const override;
+    [[nodiscard]] std::string_view name() const noexcept override { return "static"; }
+
+    /// Re-reads the file. On error keeps the current table and returns the reason.
+    [[nodiscard]] std::optional<std::string> reload();
+    [[nodiscard]] std::shared_ptr<const route_table> table() const;
+
+  private:
+    std::string path_;
+    mutable std::mutex mutex_;
+    std::shared_ptr<const route_table> table_;
+    std::atomic<std::uint64_t> calls_{0};
+    std::atomic<std::uint64_t> misses_{0};
+};
+
+/// Reads and parses a YAML file, turning yaml-cpp errors into "file:line:col: message".
+[[nodiscard]] YAML::Node load_yaml_file(const std::string& path);
+
+}  // namespace spoa::routing

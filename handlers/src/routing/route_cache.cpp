@@ -1,0 +1,213 @@
+#include "spoa/handlers/routing/route_cache.hpp"
+
+namespace spoa::routing {
+
+std::uint64_t steady_ms() noexcept {
+    return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                          std::chrono::steady_clock::now().time_since_epoch())
+                                          .count());
+}
+
+route_cache::route_cache(cache_options opts)
+    : opts_(opts), per_shard_limit_(std::max<std::size_t>(1, opts.max_entries / shard_count)) {}
+
+route_cache::shard& route_cache::shard_for(std::string_view key) noexcept {
+    return shards_[key_hash{}(key) % shard_count];
+}
+
+void route_cache::uncache(shard& s, slot& sl) noexcept {
+    if (!sl.cached) return;
+    s.fifo.erase(sl.order);
+    sl.cached = false;
+    sl.route.reset();
+    sl.error.reset();
+}
+
+route_cache::lookup_result route_cache::peek(std::string_view key) {
+    shard& s = shard_for(key);
+    const std::uint64_t now = steady_ms();
+    std::lock_guard lock(s.mutex);
+    const auto it = s.map.find(key);
+    if (it == s.map.end() || !it->second.cached || it->second.expires_ms <= now) {
+        return {lookup_status::miss, nullptr, nullptr};
+    }
+    if (it->second.route) {
+        hits_.fetch_add(1, std::memory_order_relaxed);
+        return {lookup_status::hit, it->second.route, nullptr};
+    }
+    negative_hits_.fetch_add(1, std::memory_order_relaxed);
+    return {lookup_status::negative_hit, nullptr, it->second.error};
+}
+
+route_cache::lookup_result route_cache::lookup(std::string_view key,
+                                               std::unique_ptr<cache_waiter>& waiter) {
+    shard& s = shard_for(key);
+    const std::uint64_t now = steady_ms();
+    std::lock_guard lock(s.mutex);
+    auto it = s.map.find(key);
+    if (it != s.map.end()) {
+        slot& sl = it->second;
+        if (sl.cached && sl.expires_ms > now) {
+            if (sl.route) {
+                hits_.fetch_add(1, std::memory_order_relaxed);
+                return {lookup_status::hit, sl.route, nullptr};
+            }
+            negative_hits_.fetch_add(1, std::memory_order_relaxed);
+            return {lookup_status::negative_hit, nullptr, sl.error};
+        }
+        if (sl.cached) {
+            ++s.expirations;
+            uncache(s, sl);
+        }
+        if (!sl.waiters.empty()) {
+            sl.waiters.push_back(std::move(waiter));
+            coalesced_.fetch_add(1, std::memory_order_relaxed);
+            return {lookup_status::joined, nullptr, nullptr};
+        }
+        sl.waiters.push_back(std::move(waiter));
+        misses_.fetch_add(1, std::memory_order_relaxed);
+        return {lookup_status::leader, nullptr, nullptr};
+    }
+    slot& sl = s.map.emplace(std::string(key), slot{}).first->second;
+    sl.waiters.push_back(std::move(waiter));
+    misses_.fetch_add(1, std::memory_order_relaxed);
+    return {lookup_status::leader, nullptr, nullptr};
+}
+
+void route_cache::make_room(shard& s, std::uint64_t now) {
+    if (s.fifo.size() < per_shard_limit_) return;
+    // Expired entries go first; then the oldest (FIFO: with TTLs of a second or so, the oldest
+    // entry is close to the least recently useful one).
+    for (auto it = s.fifo.begin(); it != s.fifo.end() && s.fifo.size() >= per_shard_limit_;) {
+        auto m = s.map.find(*it);
+        ++it;
+        if (m != s.map.end() && m->second.expires_ms <= now) {
+            ++s.expirations;
+            uncache(s, m->second);
+            if (m->second.waiters.empty()) s.map.erase(m);
+        }
+    }
+    while (s.fifo.size() >= per_shard_limit_) {
+        auto m = s.map.find(s.fifo.front());
+        ++s.evictions;
+        if (m == s.map.end()) {
+            s.fifo.pop_front();
+            continue;
+        }
+        uncache(s, m->second);
+        if (m->second.waiters.empty()) s.map.erase(m);
+    }
+}
+
+std::vector<std::unique_ptr<cache_waiter>> route_cache::complete(
+    std::string_view key, std::shared_ptr<const checked_route> route,
+    std::shared_ptr<const resolve_error> error,
+    std::optional<std::chrono::milliseconds> ttl_override) {
+    shard& s = shard_for(key);
+    const std::uint64_t now = steady_ms();
+    std::vector<std::unique_ptr<cache_waiter>> waiters;
+    std::lock_guard lock(s.mutex);
+    auto it = s.map.find(key);
+    if (it == s.map.end()) return waiters;
+    slot& sl = it->second;
+    waiters.swap(sl.waiters);
+    const bool stale = sl.stale_flight;
+    sl.stale_flight = false;
+
+    std::chrono::milliseconds ttl{0};
+    if (route) {
+        ttl = ttl_override.value_or(opts_.ttl);
+    } else if (error && error->code == error_code::not_found) {
+        ttl = error->retry_after.value_or(opts_.negative_ttl);
+    }
+    if (stale || ttl.count() <= 0) {
+        if (!sl.cached) s.map.erase(it);
+        return waiters;
+    }
+    uncache(s, sl);
+    // make_room only walks cached keys, and this slot is not cached any more, so `sl` stays
+    // valid (unordered_map nodes do not move).
+    make_room(s, now);
+    sl.route = std::move(route);
+    sl.error = std::move(error);
+    sl.expires_ms = now + static_cast<std::uint64_t>(ttl.count());
+    sl.cached = true;
+    s.fifo.emplace_back(key);
+    sl.order = std::prev(s.fifo.end());
+    return waiters;
+}
+
+bool route_cache::invalidate(std::string_view key) {
+    shard& s = shard_for(key);
+    std::lock_guard lock(s.mutex);
+    auto it = s.map.find(key);
+    if (it == s.map.end()) return false;
+    invalidations_.fetch_add(1, std::memory_order_relaxed);
+    slot& sl = it->second;
+    uncache(s, sl);
+    if (sl.waiters.empty()) {
+        s.map.erase(it);
+    } else {
+        sl.stale_flight = true;
+    }
+    return true;
+}
+
+std::size_t route_cache::invalidate_matching(std::string_view suffix) {
+    std::size_t n = 0;
+    for (auto& s : shards_) {
+        std::lock_guard lock(s.mutex);
+        for (auto it = s.map.begin(); it != s.map.end();) {
+            if (!std::string_view(it->first).ends_with(suffix)) {
+                ++it;
+                continue;
+            }
+            ++n;
+            uncache(s, it->second);
+            if (it->second.waiters.empty()) {
+                it = s.map.erase(it);
+            } else {
+                it->second.stale_flight = true;
+                ++it;
+            }
+        }
+    }
+    invalidations_.fetch_add(n, std::memory_order_relaxed);
+    return n;
+}
+
+void route_cache::clear() {
+    for (auto& s : shards_) {
+        std::lock_guard lock(s.mutex);
+        for (auto it = s.map.begin(); it != s.map.end();) {
+            uncache(s, it->second);
+            if (it->second.waiters.empty()) {
+                it = s.map.erase(it);
+            } else {
+                it->second.stale_flight = true;
+                ++it;
+            }
+        }
+    }
+}
+
+cache_stats route_cache::stats() const {
+    cache_stats st;
+    st.hits = hits_.load(std::memory_order_relaxed);
+    st.negative_hits = negative_hits_.load(std::memory_order_relaxed);
+    st.misses = misses_.load(std::memory_order_relaxed);
+    st.coalesced = coalesced_.load(std::memory_order_relaxed);
+    st.invalidations = invalidations_.load(std::memory_order_relaxed);
+    for (const auto& s : shards_) {
+        std::lock_guard lock(s.mutex);
+        st.entries += s.fifo.size();
+        st.evictions += s.evictions;
+        st.expirations += s.expirations;
+        for (const auto& [k, v] : s.map) {
+            if (!v.waiters.empty()) ++st.inflight;
+        }
+    }
+    return st;
+}
+
+}  // namespace spoa::routing

@@ -1,0 +1,542 @@
+#include "spoa/handlers/routing/router.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <cstring>
+
+#include "spoa/handlers/routing/contract.hpp"
+#include "spoa/handlers/routing/postgres_startup.hpp"
+#include "spoa/handlers/routing/resource_id.hpp"
+
+namespace spoa::routing {
+namespace {
+
+std::uint64_t now_ns() noexcept {
+    return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                          std::chrono::steady_clock::now().time_since_epoch())
+                                          .count());
+}
+
+/// Cache keys are "<protocol>:<id>", built on the stack on the hot path.
+struct key_buffer {
+    char data[640];
+    std::size_t size = 0;
+    [[nodiscard]] bool build(protocol p, std::string_view id) noexcept {
+        const std::string_view proto = to_string(p);
+        if (proto.size() + 1 + id.size() > sizeof data) return false;
+        std::memcpy(data, proto.data(), proto.size());
+        data[proto.size()] = ':';
+        std::memcpy(data + proto.size() + 1, id.data(), id.size());
+        size = proto.size() + 1 + id.size();
+        return true;
+    }
+    [[nodiscard]] std::string_view view() const noexcept { return {data, size}; }
+};
+
+void set_decision_time(reply& r, std::uint64_t started_ns) {
+    r.set_int(var_scope::txn, contract::var::decision_us,
+              static_cast<std::int64_t>((now_ns() - started_ns) / 1000));
+}
+
+}  // namespace
+
+std::optional<tcp_key> parse_tcp_key(std::string_view s) noexcept {
+    if (s == "dst_port") return tcp_key::dst_port;
+    if (s == "dst") return tcp_key::dst;
+    if (s == "dst_addr") return tcp_key::dst_addr;
+    if (s == "src") return tcp_key::src;
+    if (s == "authority") return tcp_key::authority;
+    if (s == "sni") return tcp_key::sni;
+    return std::nullopt;
+}
+
+/// One routing decision waiting for a resolver answer.
+struct router::request final : cache_waiter {
+    request(router& r, async_reply rep, const decision& d)
+        : owner(r),
+          reply(std::move(rep)),
+          proto(d.proto),
+          id(d.id),
+          path(d.path),
+          started_ns(d.started_ns) {}
+
+    void complete(const std::shared_ptr<const checked_route>& route,
+                  const std::shared_ptr<const resolve_error>& error) override {
+        owner.answer(reply, decision{proto, id, path, started_ns}, route, error, cache_label);
+        reply.done();
+    }
+
+    router& owner;
+    async_reply reply;
+    protocol proto;
+    std::string id;
+    std::string path;
+    std::uint64_t started_ns;
+    const char* cache_label = "miss";
+};
+
+router::router(std::shared_ptr<resolver> r, ssrf_policy policy, router_options opts,
+               std::shared_ptr<handlers::service_loop> service, std::shared_ptr<spdlog::logger> log)
+    : resolver_(std::move(r)),
+      opts_(std::move(opts)),
+      log_(std::move(log)),
+      service_(std::move(service)),
+      checker_(*service_, std::move(policy)),
+      cache_(opts_.cache) {
+    if (!log_) log_ = spdlog::default_logger();
+}
+
+router::~router() = default;
+
+void router::attach(agent& a) {
+    a.on_async(std::string(contract::message::http),
+               [this](const message& m, async_reply r) { handle_http(m, std::move(r)); });
+    a.on_async(std::string(contract::message::postgres),
+               [this](const message& m, async_reply r) { handle_postgres(m, std::move(r)); });
+    a.on_async(std::string(contract::message::tcp),
+               [this](const message& m, async_reply r) { handle_tcp(m, std::move(r)); });
+    a.on_async(std::string(contract::message::tls),
+               [this](const message& m, async_reply r) { handle_tls(m, std::move(r)); });
+    a.admin_route("POST", "/invalidate", [this](const admin_request& req) {
+        const auto id = req.query.find("id");
+        if (id == req.query.end() || id->second.empty()) {
+            return admin_response{
+                400, "text/plain",
+                "usage: POST /invalidate?id=<id>[&protocol=http|postgres|tcp|tls]\n"};
+        }
+        std::optional<protocol> p;
+        if (const auto proto = req.query.find("protocol"); proto != req.query.end()) {
+            p = parse_protocol(proto->second);
+            if (!p) return admin_response{400, "text/plain", "unknown protocol\n"};
+        }
+        const std::size_t n = invalidate(id->second, p);
+        return admin_response{200, "text/plain", "invalidated " + std::to_string(n) + "\n"};
+    });
+    resolve_seconds_ = &a.metrics().add_histogram(
+        "spoa_route_resolve_seconds", "Resolver call plus endpoint validation, per cache miss.",
+        latency_buckets_seconds());
+    a.metrics().add_collector([this](std::string& out) { render_metrics(out); });
+}
+
+std::size_t router::invalidate(std::string_view raw_id, std::optional<protocol> p) {
+    std::size_t n = 0;
+    for (protocol proto : {protocol::http, protocol::postgres, protocol::tcp, protocol::tls}) {
+        if (p && *p != proto) continue;
+        const std::string id = (proto == protocol::http || proto == protocol::tls)
+                                   ? normalize_host(raw_id)
+                                   : std::string(raw_id);
+        key_buffer key;
+        if (key.build(proto, id) && cache_.invalidate(key.view())) ++n;
+    }
+    resolver_->invalidate(std::string(raw_id));
+    log_->info("invalidated '{}' ({} cache entr{})", raw_id, n, n == 1 ? "y" : "ies");
+    return n;
+}
+
+// ---- per-protocol resource ids ---------------------------------------------------------------
+
+void router::handle_http(const message& m, async_reply reply) {
+    const std::uint64_t started = now_ns();
+    char buf[256];
+    const std::string_view host =
+        normalize_host(m.try_string(contract::arg::host).value_or(""), buf, sizeof buf);
+    if (host.empty()) {
+        bad_requests_.fetch_add(1, std::memory_order_relaxed);
+        answer_refusal(reply, "", 400, "missing or oversized Host header", "none", started);
+        return;
+    }
+    const std::string_view path = m.try_string(contract::arg::path).value_or("/");
+    decide({protocol::http, host, path, started}, std::move(reply), [&] {
+        resolve_context ctx;
+        ctx.proto = protocol::http;
+        ctx.path = std::string(path);
+        ctx.source = m.try_ip(contract::arg::src);
+        return ctx;
+    });
+}
+
+void router::handle_postgres(const message& m, async_reply reply) {
+    const std::uint64_t started = now_ns();
+    const auto startup = parse_postgres_startup(m.try_bytes(contract::arg::startup).value_or(""));
+    char sni_buf[256];
+    const std::string_view sni =
+        normalize_host(m.try_string(contract::arg::sni).value_or(""), sni_buf, sizeof sni_buf);
+    std::string_view id;
+    const auto& pg = opts_.postgres;
+    using kind = postgres_startup::kind;
+    switch (startup.type) {
+        case kind::startup:
+            switch (pg.resource_from) {
+                case postgres_options::source::database:
+                    id = startup.database;
+                    break;
+                case postgres_options::source::user:
+                    id = startup.user;
+                    break;
+                case postgres_options::source::endpoint:
+                    id = startup.endpoint_option();
+                    break;
+                case postgres_options::source::sni:
+                    id = sni;
+                    break;
+            }
+            break;
+        case kind::tls_hello:
+            id = sni;
+            break;  // direct TLS: only the SNI names the target
+        case kind::ssl_request:
+        case kind::gss_request:
+            if (pg.ssl_request_route.empty()) {
+                answer_refusal(reply, "", 403,
+                               "SSLRequest refused: no database name before TLS (use direct TLS "
+                               "with SNI, or configure postgres.ssl_request)",
+                               "none", started);
+                return;
+            }
+            id = pg.ssl_request_route;
+            break;
+        case kind::cancel_request:
+            if (pg.cancel_request_route.empty()) {
+                answer_refusal(reply, "", 403, "CancelRequest refused (postgres.cancel_request)",
+                               "none", started);
+                return;
+            }
+            id = pg.cancel_request_route;
+            break;
+        case kind::invalid:
+            bad_requests_.fetch_add(1, std::memory_order_relaxed);
+            answer_refusal(reply, "", 400,
+                           std::string("invalid PostgreSQL startup packet: ") + startup.error,
+                           "none", started);
+            return;
+    }
+    if (id.empty()) {
+        bad_requests_.fetch_add(1, std::memory_order_relaxed);
+        answer_refusal(reply, "", 400,
+                       "no resource id in the startup packet (see postgres.resource_from)", "none",
+                       started);
+        return;
+    }
+    decide({protocol::postgres, id, {}, started}, std::move(reply), [&] {
+        resolve_context ctx;
+        ctx.proto = protocol::postgres;
+        ctx.source = m.try_ip(contract::arg::src);
+        ctx.sni = std::string(sni);
+        if (startup.type == kind::startup) {
+            ctx.attributes["user"] = std::string(startup.user);
+            ctx.attributes["database"] = std::string(startup.database);
+            if (!startup.application_name.empty()) {
+                ctx.attributes["application_name"] = std::string(startup.application_name);
+            }
+        }
+        ctx.attributes["packet"] = startup.type == kind::startup          ? "startup"
+                                   : startup.type == kind::tls_hello      ? "tls"
+                                   : startup.type == kind::cancel_request ? "cancel"
+                                                                          : "ssl_request";
+        return ctx;
+    });
+}
+
+void router::handle_tcp(const message& m, async_reply reply) {
+    const std::uint64_t started = now_ns();
+    const std::string_view service = m.try_string(contract::arg::service).value_or("tcp");
+    const auto src = m.try_ip(contract::arg::src);
+    const auto dst = m.try_ip(contract::arg::dst);
+    const auto port_arg = m.try_int(contract::arg::dst_port);
+    const std::uint16_t dst_port =
+        port_arg && *port_arg > 0 && *port_arg < 65536 ? static_cast<std::uint16_t>(*port_arg) : 0;
+    const auto it = opts_.tcp_services.find(service);
+    const tcp_key key = it == opts_.tcp_services.end() ? tcp_key::dst_port : it->second;
+    std::string value;
+    switch (key) {
+        case tcp_key::dst_port:
+            if (dst_port != 0) value = std::to_string(dst_port);
+            break;
+        case tcp_key::dst:
+            if (dst) value = dst->to_string();
+            break;
+        case tcp_key::dst_addr:
+            if (dst && dst_port != 0) value = endpoint{dst->to_string(), dst_port}.to_string();
+            break;
+        case tcp_key::src:
+            if (src) value = src->to_string();
+            break;
+        case tcp_key::authority:
+            value = normalize_host(m.try_string(contract::arg::authority).value_or(""));
+            break;
+        case tcp_key::sni:
+            value = normalize_host(m.try_string(contract::arg::sni).value_or(""));
+            break;
+    }
+    if (value.empty()) {
+        bad_requests_.fetch_add(1, std::memory_order_relaxed);
+        answer_refusal(reply, "", 400,
+                       "the connection carries no value for the service's routing key", "none",
+                       started);
+        return;
+    }
+    const std::string id = std::string(service) + ":" + value;
+    decide({protocol::tcp, id, {}, started}, std::move(reply), [&] {
+        resolve_context ctx;
+        ctx.proto = protocol::tcp;
+        ctx.service = std::string(service);
+        ctx.source = src;
+        ctx.destination = dst;
+        ctx.destination_port = dst_port;
+        return ctx;
+    });
+}
+
+void router::handle_tls(const message& m, async_reply reply) {
+    const std::uint64_t started = now_ns();
+    char buf[256];
+    const std::string_view sni =
+        normalize_host(m.try_string(contract::arg::sni).value_or(""), buf, sizeof buf);
+    if (sni.empty()) {
+        bad_requests_.fetch_add(1, std::memory_order_relaxed);
+        answer_refusal(reply, "", 400, "TLS ClientHello without SNI", "none", started);
+        return;
+    }
+    decide({protocol::tls, sni, {}, started}, std::move(reply), [&] {
+        resolve_context ctx;
+        ctx.proto = protocol::tls;
+        ctx.service = std::string(m.try_string(contract::arg::service).value_or("tls"));
+        ctx.sni = std::string(sni);
+        ctx.source = m.try_ip(contract::arg::src);
+        const auto port = m.try_int(contract::arg::dst_port);
+        if (port && *port > 0 && *port < 65536)
+            ctx.destination_port = static_cast<std::uint16_t>(*port);
+        if (const auto alpn = m.try_string(contract::arg::alpn))
+            ctx.attributes["alpn"] = std::string(*alpn);
+        return ctx;
+    });
+}
+
+// ---- decision ----------------------------------------------------------------------------------
+
+template <typename MakeContext>
+void router::decide(const decision& d, async_reply reply, MakeContext&& make_ctx) {
+    key_buffer key;
+    if (!key.build(d.proto, d.id)) {
+        bad_requests_.fetch_add(1, std::memory_order_relaxed);
+        answer_refusal(reply, "", 400, "resource id too long", "none", d.started_ns);
+        return;
+    }
+    // Hits are answered right here, on the loop thread, without allocating.
+    const auto fast = cache_.peek(key.view());
+    if (fast.status == route_cache::lookup_status::hit ||
+        fast.status == route_cache::lookup_status::negative_hit) {
+        answer(reply, d, fast.route, fast.error,
+               fast.status == route_cache::lookup_status::hit ? "hit" : "negative");
+        reply.done();
+        return;
+    }
+    auto req = std::make_unique<request>(*this, std::move(reply), d);
+    request* raw = req.get();
+    std::unique_ptr<cache_waiter> waiter = std::move(req);
+    const auto r = cache_.lookup(key.view(), waiter);
+    switch (r.status) {
+        case route_cache::lookup_status::hit:
+        case route_cache::lookup_status::negative_hit:
+            // Filled in between peek() and lookup(): the waiter was not taken.
+            raw->cache_label = r.route ? "hit" : "negative";
+            raw->complete(r.route, r.error);
+            return;
+        case route_cache::lookup_status::joined:
+            raw->cache_label = "coalesced";
+            return;
+        case route_cache::lookup_status::leader:
+            start_resolve(std::string(key.view()), std::string(d.id), make_ctx());
+            return;
+        case route_cache::lookup_status::miss:
+            return;  // not produced by lookup()
+    }
+}
+
+void router::start_resolve(std::string key, std::string id, resolve_context ctx) {
+    service_->post([this, key = std::move(key), id = std::move(id),
+                    ctx = std::move(ctx)](uv_loop_t*) mutable {
+        struct flight {
+            bool done = false;
+            std::uint64_t timer = 0;
+            std::uint64_t started_ns = now_ns();
+        };
+        auto f = std::make_shared<flight>();
+        const auto timeout_ms = static_cast<std::uint64_t>(opts_.resolve_timeout.count());
+        f->timer = service_->start_timer(timeout_ms, [this, f, key, timeout_ms] {
+            if (f->done) return;
+            f->done = true;
+            resolve_timeouts_.fetch_add(1, std::memory_order_relaxed);
+            finish_resolve(key, nullptr,
+                           std::make_shared<resolve_error>(resolve_error{
+                               error_code::timeout,
+                               "no routing decision within " + std::to_string(timeout_ms) + " ms",
+                               {}}),
+                           std::nullopt);
+        });
+        auto on_result = [this, f, key](resolve_result res) {
+            if (f->done) return;
+            if (auto* err = std::get_if<resolve_error>(&res)) {
+                f->done = true;
+                service_->cancel_timer(f->timer);
+                resolve_seconds_->observe(static_cast<double>(now_ns() - f->started_ns) * 1e-9);
+                finish_resolve(key, nullptr, std::make_shared<resolve_error>(std::move(*err)),
+                               std::nullopt);
+                return;
+            }
+            route r = std::get<route>(std::move(res));
+            const auto ttl = r.ttl;
+            checker_.check(std::move(r), [this, f, key, ttl](
+                                             std::shared_ptr<const checked_route> checked,
+                                             std::optional<resolve_error> err) {
+                if (f->done) return;
+                f->done = true;
+                service_->cancel_timer(f->timer);
+                resolve_seconds_->observe(static_cast<double>(now_ns() - f->started_ns) * 1e-9);
+                if (err) {
+                    if (err->code == error_code::forbidden) {
+                        ssrf_refusals_.fetch_add(1, std::memory_order_relaxed);
+                        log_->warn("route {} refused by SSRF policy: {}", key, err->reason);
+                    }
+                    finish_resolve(key, nullptr, std::make_shared<resolve_error>(std::move(*err)),
+                                   std::nullopt);
+                    return;
+                }
+                finish_resolve(key, std::move(checked), nullptr, ttl);
+            });
+        };
+        // Resolvers may answer on any thread; the rest of the work happens on the service loop.
+        resolver_->resolve(id, ctx, [this, on_result](resolve_result res) mutable {
+            if (service_->on_loop_thread()) {
+                on_result(std::move(res));
+                return;
+            }
+            service_->post([on_result, res = std::move(res)](uv_loop_t*) mutable {
+                on_result(std::move(res));
+            });
+        });
+    });
+}
+
+void router::finish_resolve(const std::string& key, std::shared_ptr<const checked_route> route,
+                            std::shared_ptr<const resolve_error> error,
+                            std::optional<std::chrono::milliseconds> ttl) {
+    auto waiters = cache_.complete(key, route, error, ttl);
+    for (auto& w : waiters)
+        w->complete(route, error);
+}
+
+// ---- answers -----------------------------------------------------------------------------------
+
+void router::answer_refusal(reply& r, std::string_view id, int status, std::string_view reason,
+                            std::string_view cache_label, std::uint64_t started_ns) {
+    r.set_int(var_scope::txn, contract::var::status, status);
+    r.set_string(var_scope::txn, contract::var::reason, reason);
+    if (!id.empty()) r.set_string(var_scope::txn, contract::var::resource, id);
+    r.set_string(var_scope::txn, contract::var::cache, cache_label);
+    set_decision_time(r, started_ns);
+}
+
+void router::answer(reply& r, const decision& req,
+                    const std::shared_ptr<const checked_route>& route,
+                    const std::shared_ptr<const resolve_error>& error,
+                    std::string_view cache_label) {
+    const auto proto_index = static_cast<std::size_t>(req.proto);
+    if (error) {
+        decisions_err_[proto_index][static_cast<std::size_t>(error->code)].fetch_add(
+            1, std::memory_order_relaxed);
+        answer_refusal(r, req.id, http_status(error->code), error->reason, cache_label,
+                       req.started_ns);
+        return;
+    }
+    const std::vector<checked_endpoint>* eps = &route->endpoints;
+    if (req.proto == protocol::http) {
+        // Longest prefix first (the resolver sorted them); the host's own endpoints otherwise.
+        for (const auto& p : route->paths) {
+            if (req.path.starts_with(p.prefix)) {
+                eps = &p.endpoints;
+                break;
+            }
+        }
+    }
+    if (route->state != backend_state::ready || eps->empty()) {
+        decisions_err_[proto_index][static_cast<std::size_t>(error_code::unavailable)].fetch_add(
+            1, std::memory_order_relaxed);
+        answer_refusal(r, req.id, 503,
+                       route->state != backend_state::ready
+                           ? "backend is " + std::string(to_string(route->state))
+                           : std::string("no endpoint for this path"),
+                       cache_label, req.started_ns);
+        return;
+    }
+    const auto& ep = (*eps)[round_robin_.fetch_add(1, std::memory_order_relaxed) % eps->size()];
+    decisions_ok_[proto_index].fetch_add(1, std::memory_order_relaxed);
+    r.set_ip(var_scope::txn, contract::var::ip, ep.address);
+    r.set_int(var_scope::txn, contract::var::port, ep.port);
+    r.set_string(var_scope::txn, contract::var::resource, req.id);
+    r.set_string(var_scope::txn, contract::var::cache, cache_label);
+    for (const auto& [key, var] : opts_.metadata_variables) {
+        if (const auto it = route->metadata.find(key); it != route->metadata.end()) {
+            r.set_string(var_scope::txn, var, it->second);
+        }
+    }
+    set_decision_time(r, req.started_ns);
+}
+
+void router::render_metrics(std::string& out) const {
+    namespace prom = spoa::prometheus;
+    prom::header(out, "spoa_route_decisions_total", "Routing decisions, by protocol and result.",
+                 "counter");
+    for (protocol p : {protocol::http, protocol::postgres, protocol::tcp, protocol::tls}) {
+        const auto i = static_cast<std::size_t>(p);
+        const std::string proto = "protocol=\"" + std::string(to_string(p)) + "\"";
+        prom::sample(out, "spoa_route_decisions_total", proto + ",result=\"ok\"",
+                     decisions_ok_[i].load(std::memory_order_relaxed));
+        for (std::size_t e = 0; e < 5; ++e) {
+            prom::sample(
+                out, "spoa_route_decisions_total",
+                proto + ",result=\"" + std::string(to_string(static_cast<error_code>(e))) + "\"",
+                decisions_err_[i][e].load(std::memory_order_relaxed));
+        }
+    }
+    const auto st = cache_.stats();
+    const auto counter = [&out](const char* name, const char* help, std::uint64_t v) {
+        prom::header(out, name, help, "counter");
+        prom::sample(out, name, "", v);
+    };
+    counter("spoa_route_cache_hits_total", "Route cache hits.", st.hits);
+    counter("spoa_route_cache_negative_hits_total", "Cached not_found answers served.",
+            st.negative_hits);
+    counter("spoa_route_cache_misses_total", "Misses that called the resolver.", st.misses);
+    counter("spoa_route_cache_coalesced_total",
+            "Misses that waited on another miss's resolver call.", st.coalesced);
+    counter("spoa_route_cache_evictions_total", "Entries evicted by the size limit.", st.evictions);
+    counter("spoa_route_cache_expirations_total", "Entries dropped after their TTL.",
+            st.expirations);
+    counter("spoa_route_cache_invalidations_total", "Entries dropped by invalidation.",
+            st.invalidations);
+    prom::header(out, "spoa_route_cache_entries", "Cached routes and negative answers.", "gauge");
+    prom::sample(out, "spoa_route_cache_entries", "", st.entries);
+    prom::header(out, "spoa_route_cache_hit_ratio",
+                 "hits / (hits + negative hits + misses + coalesced).", "gauge");
+    const double lookups =
+        static_cast<double>(st.hits + st.negative_hits + st.misses + st.coalesced);
+    prom::sample(out, "spoa_route_cache_hit_ratio", "",
+                 lookups > 0 ? static_cast<double>(st.hits + st.negative_hits) / lookups : 0.0);
+    counter("spoa_route_ssrf_refusals_total", "Resolver answers refused by the SSRF policy.",
+            ssrf_refusals_.load(std::memory_order_relaxed));
+    counter("spoa_route_resolve_timeouts_total", "Misses answered as timeouts (504).",
+            resolve_timeouts_.load(std::memory_order_relaxed));
+    counter("spoa_route_bad_requests_total", "Messages without a usable resource id (400).",
+            bad_requests_.load(std::memory_order_relaxed));
+    const auto rs = resolver_->stats();
+    prom::header(out, "spoa_resolver_calls_total", "Calls made to the resolver.", "counter");
+    prom::sample(out, "spoa_resolver_calls_total",
+                 "resolver=\"" + std::string(resolver_->name()) + "\"", rs.calls);
+    prom::header(out, "spoa_resolver_errors_total", "Resolver calls that returned an error.",
+                 "counter");
+    prom::sample(out, "spoa_resolver_errors_total",
+                 "resolver=\"" + std::string(resolver_->name()) + "\"", rs.errors);
+}
+
+}  // namespace spoa::routing

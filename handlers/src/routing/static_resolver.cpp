@@ -1,0 +1,184 @@
+#include "spoa/handlers/routing/static_resolver.hpp"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <stdexcept>
+
+#include "spoa/handlers/routing/resource_id.hpp"
+
+namespace spoa::routing {
+namespace {
+
+[[noreturn]] void bad(const YAML::Node& n, const std::string& what) {
+    const auto m = n.Mark();
+    throw std::runtime_error("line " + std::to_string(m.line + 1) + ": " + what);
+}
+
+std::vector<endpoint> parse_endpoints(const YAML::Node& n) {
+    if (!n.IsSequence()) bad(n, "endpoints must be a list of \"host:port\"");
+    std::vector<endpoint> out;
+    for (const auto& e : n) {
+        try {
+            out.push_back(endpoint::parse(e.as<std::string>()));
+        } catch (const std::invalid_argument& ex) {
+            bad(e, ex.what());
+        }
+    }
+    return out;
+}
+
+route_table::entry parse_entry(const YAML::Node& n) {
+    if (!n.IsMap()) bad(n, "a route must be a map with endpoints (or error)");
+    if (const auto err = n["error"]) {
+        const auto code = parse_error_code(err.as<std::string>());
+        if (!code)
+            bad(err, "unknown error '" + err.as<std::string>() +
+                         "' (not_found, forbidden, unavailable, timeout, internal)");
+        resolve_error e{
+            *code, n["reason"] ? n["reason"].as<std::string>() : std::string(to_string(*code)), {}};
+        if (const auto ra = n["retry_after_ms"])
+            e.retry_after = std::chrono::milliseconds(ra.as<long>());
+        return e;
+    }
+    route r;
+    if (const auto eps = n["endpoints"]) r.endpoints = parse_endpoints(eps);
+    if (const auto paths = n["paths"]) {
+        if (!paths.IsMap()) bad(paths, "paths must map a prefix to a list of endpoints");
+        for (const auto& p : paths) {
+            const auto prefix = p.first.as<std::string>();
+            if (!prefix.starts_with('/'))
+                bad(p.first, "path prefix '" + prefix + "' must start with /");
+            r.paths.push_back({prefix, parse_endpoints(p.second)});
+        }
+        std::sort(r.paths.begin(), r.paths.end(), [](const path_route& a, const path_route& b) {
+            return a.prefix.size() > b.prefix.size();
+        });
+    }
+    if (r.endpoints.empty() && r.paths.empty()) bad(n, "a route needs endpoints, paths or error");
+    if (const auto md = n["metadata"]) {
+        if (!md.IsMap()) bad(md, "metadata must be a map of strings");
+        for (const auto& kv : md)
+            r.metadata[kv.first.as<std::string>()] = kv.second.as<std::string>();
+    }
+    if (const auto ttl = n["ttl_ms"]) r.ttl = std::chrono::milliseconds(ttl.as<long>());
+    if (const auto t = n["timeout_ms"]) r.timeout = std::chrono::milliseconds(t.as<long>());
+    if (const auto st = n["state"]) {
+        const auto s = parse_backend_state(st.as<std::string>());
+        if (!s)
+            bad(st,
+                "unknown state '" + st.as<std::string>() + "' (ready, asleep, starting, failed)");
+        r.state = *s;
+    }
+    return r;
+}
+
+}  // namespace
+
+YAML::Node load_yaml_file(const std::string& path) {
+    try {
+        return YAML::LoadFile(path);
+    } catch (const YAML::BadFile&) {
+        throw std::runtime_error(path + ": cannot read the file");
+    } catch (const YAML::Exception& e) {
+        throw std::runtime_error(path + ":" + std::to_string(e.mark.line + 1) + ":" +
+                                 std::to_string(e.mark.column + 1) + ": " + e.msg);
+    }
+}
+
+void route_table::add(protocol p, std::string id, entry e) {
+    auto& t = tables_[static_cast<std::size_t>(p)];
+    if (id.starts_with("*.")) {
+        t.wildcards.emplace_back(id.substr(1), std::move(e));
+        std::stable_sort(t.wildcards.begin(), t.wildcards.end(), [](const auto& a, const auto& b) {
+            return a.first.size() > b.first.size();
+        });
+        return;
+    }
+    t.exact.insert_or_assign(std::move(id), std::move(e));
+}
+
+std::shared_ptr<const route_table> route_table::parse(const YAML::Node& routes) {
+    auto table = std::make_shared<route_table>();
+    if (!routes) return table;
+    if (!routes.IsMap())
+        bad(routes, "routes must map a protocol (http, postgres, tcp, tls) to ids");
+    for (const auto& proto_node : routes) {
+        const auto proto_name = proto_node.first.as<std::string>();
+        const auto proto = parse_protocol(proto_name);
+        if (!proto)
+            bad(proto_node.first,
+                "unknown protocol '" + proto_name + "' (http, postgres, tcp, tls)");
+        if (!proto_node.second.IsMap())
+            bad(proto_node.second, "routes." + proto_name + " must map ids to routes");
+        for (const auto& r : proto_node.second) {
+            std::string id = r.first.as<std::string>();
+            // Host-like ids are stored the way requests are looked up.
+            if (*proto == protocol::http || *proto == protocol::tls) id = normalize_host(id);
+            if (id.empty()) bad(r.first, "empty route id");
+            table->add(*proto, std::move(id), parse_entry(r.second));
+        }
+    }
+    return table;
+}
+
+const route_table::entry* route_table::find(protocol p, std::string_view id) const {
+    const auto& t = tables_[static_cast<std::size_t>(p)];
+    if (const auto it = t.exact.find(id); it != t.exact.end()) return &it->second;
+    for (const auto& [suffix, e] : t.wildcards) {
+        if (id.size() > suffix.size() && id.ends_with(suffix)) return &e;
+    }
+    return nullptr;
+}
+
+std::size_t route_table::size() const noexcept {
+    std::size_t n = 0;
+    for (const auto& t : tables_)
+        n += t.exact.size() + t.wildcards.size();
+    return n;
+}
+
+static_resolver::static_resolver(std::string path) : path_(std::move(path)) {
+    table_ = route_table::parse(load_yaml_file(path_)["routes"]);
+}
+
+static_resolver::static_resolver(std::shared_ptr<const route_table> table)
+    : table_(std::move(table)) {}
+
+std::shared_ptr<const route_table> static_resolver::table() const {
+    std::lock_guard lock(mutex_);
+    return table_;
+}
+
+std::optional<std::string> static_resolver::reload() {
+    if (path_.empty()) return "this route table has no file to reload";
+    try {
+        auto fresh = route_table::parse(load_yaml_file(path_)["routes"]);
+        std::lock_guard lock(mutex_);
+        table_ = std::move(fresh);
+        return std::nullopt;
+    } catch (const std::exception& e) {
+        return std::string(e.what());
+    }
+}
+
+void static_resolver::resolve(const std::string& id, const resolve_context& ctx,
+                              resolve_callback done) {
+    calls_.fetch_add(1, std::memory_order_relaxed);
+    const auto t = table();
+    const route_table::entry* e = t->find(ctx.proto, id);
+    if (!e) {
+        misses_.fetch_add(1, std::memory_order_relaxed);
+        done(resolve_error{error_code::not_found,
+                           "no " + std::string(to_string(ctx.proto)) + " route for '" + id + "'",
+                           {}});
+        return;
+    }
+    done(*e);
+}
+
+resolver_stats static_resolver::stats() const {
+    return {calls_.load(std::memory_order_relaxed), misses_.load(std::memory_order_relaxed), 0};
+}
+
+}  // namespace spoa::routing
