@@ -119,14 +119,18 @@ class typed_value {
     constexpr typed_value(data_type t, std::string_view s) noexcept
         : type_(t), text_{s.data(), s.size()} {}
 
+    // Named: an anonymous struct inside the anonymous union is an extension that clang's
+    // -Wpedantic rejects (-Wnested-anon-types), which broke the clang/libFuzzer build.
+    struct text_ref {
+        const char* p;
+        std::size_t n;
+    };
+
     data_type type_;
     union {
         std::uint64_t integer_;
         std::uint8_t addr_[16];
-        struct {
-            const char* p;
-            std::size_t n;
-        } text_;
+        text_ref text_;
     };
 };
 
