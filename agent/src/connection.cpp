@@ -162,6 +162,7 @@ protocol::bytes_view connection::complete_partial(protocol::bytes_view data) {
 
 void connection::process(protocol::bytes_view data) {
     if (closed_) return;
+    worker_.begin_batch();
     last_activity_ms_ = uv_now(worker_.loop());
     if (session_.current() == session::state::closing) return;  // draining input until EOF
     data = complete_partial(data);

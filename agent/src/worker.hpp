@@ -68,6 +68,8 @@ class worker {
     uv_buf_t read_buffer() noexcept;
     void dispatch(connection& c, std::uint64_t stream_id, std::uint64_t frame_id,
                   protocol::bytes_view payload);
+    /// A connection starts decoding a read: its first frame reads the clock afresh.
+    void begin_batch() noexcept { batch_clock_ns_ = 0; }
     void mark_dirty(connection& c) noexcept;
     /// The connection is closing: forget its pending frames.
     void detach(pending_frame& p) noexcept;
@@ -129,6 +131,9 @@ class worker {
     protocol::notify_decoder decoder_;
     std::vector<std::size_t> handler_of_;
     pending_frame* dispatching_ = nullptr;
+    /// uv_hrtime() taken when the previous synchronous ACK of the current batch was written,
+    /// 0 when none (see dispatch).
+    std::uint64_t batch_clock_ns_ = 0;
     std::unique_ptr<std::uint8_t[]> read_buffer_;
 
     log_limiter log_limiter_;

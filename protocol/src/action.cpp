@@ -1,6 +1,9 @@
 #include "spoa/protocol/action.hpp"
 
+#include <cstring>
+
 #include "spoa/protocol/byte_reader.hpp"
+#include "typed_value_writer.hpp"
 
 namespace spoa::protocol {
 
@@ -22,13 +25,19 @@ std::string_view to_string(var_scope scope) noexcept {
 
 void encode_set_var(byte_buffer& out, var_scope scope, std::string_view name,
                     const typed_value& value) {
-    std::uint8_t* p = out.prepare(3);
+    // One reservation for the whole action: ACK encoding is on every frame's path.
+    std::uint8_t* const start =
+        out.prepare(3 + max_varint_size + name.size() + detail::max_typed_value_size(value));
+    std::uint8_t* p = start;
     p[0] = static_cast<std::uint8_t>(action_type::set_var);
     p[1] = 3;  // nb-args: scope, name, value
     p[2] = static_cast<std::uint8_t>(scope);
-    out.commit(3);
-    out.put_length_prefixed(name);
-    encode_typed_value(out, value);
+    p += 3;
+    p += encode_varint(name.size(), p);
+    if (!name.empty()) std::memcpy(p, name.data(), name.size());
+    p += name.size();
+    p += detail::write_typed_value(p, value);
+    out.commit(static_cast<std::size_t>(p - start));
 }
 
 void encode_unset_var(byte_buffer& out, var_scope scope, std::string_view name) {

@@ -1,5 +1,7 @@
 #include "spoa/protocol/typed_value.hpp"
 
+#include "typed_value_writer.hpp"
+
 namespace spoa::protocol {
 
 std::string_view to_string(data_type type) noexcept {
@@ -125,37 +127,9 @@ std::size_t encoded_size(const typed_value& value) noexcept {
 }
 
 void encode_typed_value(byte_buffer& out, const typed_value& value) {
-    const auto type = static_cast<std::uint8_t>(value.type());
-    switch (value.type()) {
-        case data_type::null:
-            out.put_u8(type);
-            return;
-        case data_type::boolean:
-            out.put_u8(value.as_bool() ? 0x11 : 0x01);
-            return;
-        case data_type::int32:
-        case data_type::uint32:
-        case data_type::int64:
-        case data_type::uint64: {
-            std::uint8_t* p = out.prepare(1 + max_varint_size);
-            p[0] = type;
-            out.commit(1 + encode_varint(value.as_uint64(), p + 1));
-            return;
-        }
-        case data_type::ipv4:
-            out.put_u8(type);
-            out.append(value.address_bytes(), 4);
-            return;
-        case data_type::ipv6:
-            out.put_u8(type);
-            out.append(value.address_bytes(), 16);
-            return;
-        case data_type::string:
-        case data_type::binary:
-            out.put_u8(type);
-            out.put_length_prefixed(value.as_string());
-            return;
-    }
+    // One reservation for the whole value (the type byte, the varint and the bytes).
+    std::uint8_t* p = out.prepare(detail::max_typed_value_size(value));
+    out.commit(detail::write_typed_value(p, value));
 }
 
 }  // namespace spoa::protocol
