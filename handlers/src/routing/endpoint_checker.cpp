@@ -15,6 +15,7 @@ struct check_job {
     route input;
     endpoint_checker::done_fn done;
     const ssrf_policy* policy = nullptr;
+    endpoint_health* health = nullptr;
     std::vector<std::vector<checked_endpoint>> resolved;  ///< per host slot
     std::vector<const endpoint*> hosts;                   ///< per host slot
     std::optional<resolve_error> failure;
@@ -40,6 +41,14 @@ struct check_job {
             take(p.endpoints, cp.endpoints);
             out->paths.push_back(std::move(cp));
         }
+        if (health) {
+            for (auto& e : out->endpoints)
+                e.health = health->state_of(e.address, e.port);
+            for (auto& p : out->paths) {
+                for (auto& e : p.endpoints)
+                    e.health = health->state_of(e.address, e.port);
+            }
+        }
         out->metadata = std::move(input.metadata);
         out->state = input.state;
         out->timeout = input.timeout;
@@ -56,7 +65,7 @@ struct check_job {
             }
             return;
         }
-        resolved[i].push_back({ip, ep.port, ep.host});
+        resolved[i].push_back({ip, ep.port, ep.host, nullptr});
     }
 };
 
@@ -73,6 +82,7 @@ void endpoint_checker::check(route r, done_fn done) {
     job->input = std::move(r);
     job->done = std::move(done);
     job->policy = &policy_;
+    job->health = health_;
     for (const auto& ep : job->input.endpoints)
         job->hosts.push_back(&ep);
     for (const auto& p : job->input.paths) {

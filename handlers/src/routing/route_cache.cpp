@@ -137,6 +137,26 @@ std::vector<std::unique_ptr<cache_waiter>> route_cache::complete(
     return waiters;
 }
 
+void route_cache::store(std::string_view key, std::shared_ptr<const checked_route> route,
+                        std::optional<std::chrono::milliseconds> ttl_override) {
+    const auto ttl = ttl_override.value_or(opts_.ttl);
+    if (ttl.count() <= 0 || !route) return;
+    shard& s = shard_for(key);
+    const std::uint64_t now = steady_ms();
+    std::lock_guard lock(s.mutex);
+    auto it = s.map.find(key);
+    if (it == s.map.end()) it = s.map.emplace(std::string(key), slot{}).first;
+    slot& sl = it->second;
+    uncache(s, sl);
+    make_room(s, now);
+    sl.route = std::move(route);
+    sl.error.reset();
+    sl.expires_ms = now + static_cast<std::uint64_t>(ttl.count());
+    sl.cached = true;
+    s.fifo.emplace_back(key);
+    sl.order = std::prev(s.fifo.end());
+}
+
 bool route_cache::invalidate(std::string_view key) {
     shard& s = shard_for(key);
     std::lock_guard lock(s.mutex);

@@ -52,17 +52,48 @@ std::optional<tcp_key> parse_tcp_key(std::string_view s) noexcept {
 
 /// One routing decision waiting for a resolver answer.
 struct router::request final : cache_waiter {
-    request(router& r, async_reply rep, const decision& d)
+    request(router& r, async_reply rep, const decision& d, resolve_context c)
         : owner(r),
           reply(std::move(rep)),
           proto(d.proto),
           id(d.id),
           path(d.path),
-          started_ns(d.started_ns) {}
+          started_ns(d.started_ns),
+          ctx(std::move(c)) {}
 
     void complete(const std::shared_ptr<const checked_route>& route,
                   const std::shared_ptr<const resolve_error>& error) override {
-        owner.answer(reply, decision{proto, id, path, started_ns}, route, error, cache_label);
+        owner.deliver(std::move(reply), decision{proto, id, path, started_ns}, route, error,
+                      cache_label, [this] { return ctx; });
+    }
+
+    router& owner;
+    async_reply reply;
+    protocol proto;
+    std::string id;
+    std::string path;
+    std::uint64_t started_ns;
+    resolve_context ctx;
+    const char* cache_label = "miss";
+};
+
+/// One routing decision held while its backend starts.
+struct router::cold_request final : cold_waiter {
+    cold_request(router& r, async_reply rep, const decision& d, std::string_view label)
+        : owner(r),
+          reply(std::move(rep)),
+          proto(d.proto),
+          id(d.id),
+          path(d.path),
+          started_ns(d.started_ns),
+          cache_label(label) {}
+
+    void finish(const std::shared_ptr<const checked_route>& route,
+                const std::shared_ptr<const resolve_error>& error, std::uint64_t waited_ms,
+                bool woken) override {
+        // The wait is reported either way; the decision is "cold" only if a wake was needed.
+        owner.answer(reply, decision{proto, id, path, started_ns}, route, error, cache_label,
+                     waited_ms, woken);
         reply.done();
     }
 
@@ -72,7 +103,7 @@ struct router::request final : cache_waiter {
     std::string id;
     std::string path;
     std::uint64_t started_ns;
-    const char* cache_label = "miss";
+    std::string cache_label;
 };
 
 router::router(std::shared_ptr<resolver> r, ssrf_policy policy, router_options opts,
@@ -81,9 +112,13 @@ router::router(std::shared_ptr<resolver> r, ssrf_policy policy, router_options o
       opts_(std::move(opts)),
       log_(std::move(log)),
       service_(std::move(service)),
-      checker_(*service_, std::move(policy)),
-      cache_(opts_.cache) {
+      health_(std::make_unique<endpoint_health>(*service_, opts_.health, opts_.breaker, log_)),
+      checker_(*service_, std::move(policy), health_.get()),
+      cache_(opts_.cache),
+      cold_(std::make_unique<cold_starter>(*service_, *resolver_, checker_, cache_,
+                                           opts_.cold_start, log_)) {
     if (!log_) log_ = spdlog::default_logger();
+    service_->post([this](uv_loop_t*) { health_->start(); });
 }
 
 router::~router() = default;
@@ -112,6 +147,19 @@ void router::attach(agent& a) {
         const std::size_t n = invalidate(id->second, p);
         return admin_response{200, "text/plain", "invalidated " + std::to_string(n) + "\n"};
     });
+    a.admin_route("GET", "/resources", [this](const admin_request&) {
+        std::string body = "protocol id decisions last_seen_ms_ago\n";
+        const std::uint64_t now = steady_ms();
+        std::lock_guard lock(activity_mutex_);
+        for (const auto& [key, act] : activity_) {
+            body += std::string(to_string(act->proto)) + " " + act->id + " " +
+                    std::to_string(act->decisions.load()) + " " +
+                    std::to_string(now - act->last_seen_ms.load()) + "\n";
+        }
+        return admin_response{200, "text/plain", body};
+    });
+    health_->register_metrics(a.metrics());
+    cold_->register_metrics(a.metrics());
     resolve_seconds_ = &a.metrics().add_histogram(
         "spoa_route_resolve_seconds", "Resolver call plus endpoint validation, per cache miss.",
         latency_buckets_seconds());
@@ -326,12 +374,12 @@ void router::decide(const decision& d, async_reply reply, MakeContext&& make_ctx
     const auto fast = cache_.peek(key.view());
     if (fast.status == route_cache::lookup_status::hit ||
         fast.status == route_cache::lookup_status::negative_hit) {
-        answer(reply, d, fast.route, fast.error,
-               fast.status == route_cache::lookup_status::hit ? "hit" : "negative");
-        reply.done();
+        deliver(std::move(reply), d, fast.route, fast.error,
+                fast.status == route_cache::lookup_status::hit ? "hit" : "negative",
+                [&make_ctx] { return make_ctx(); });
         return;
     }
-    auto req = std::make_unique<request>(*this, std::move(reply), d);
+    auto req = std::make_unique<request>(*this, std::move(reply), d, make_ctx());
     request* raw = req.get();
     std::unique_ptr<cache_waiter> waiter = std::move(req);
     const auto r = cache_.lookup(key.view(), waiter);
@@ -346,7 +394,7 @@ void router::decide(const decision& d, async_reply reply, MakeContext&& make_ctx
             raw->cache_label = "coalesced";
             return;
         case route_cache::lookup_status::leader:
-            start_resolve(std::string(key.view()), std::string(d.id), make_ctx());
+            start_resolve(std::string(key.view()), std::string(d.id), raw->ctx);
             return;
         case route_cache::lookup_status::miss:
             return;  // not produced by lookup()
@@ -374,7 +422,7 @@ void router::start_resolve(std::string key, std::string id, resolve_context ctx)
                                {}}),
                            std::nullopt);
         });
-        auto on_result = [this, f, key](resolve_result res) {
+        auto on_result = [this, f, key, ctx, id](resolve_result res) {
             if (f->done) return;
             if (auto* err = std::get_if<resolve_error>(&res)) {
                 f->done = true;
@@ -386,8 +434,8 @@ void router::start_resolve(std::string key, std::string id, resolve_context ctx)
             }
             route r = std::get<route>(std::move(res));
             const auto ttl = r.ttl;
-            checker_.check(std::move(r), [this, f, key, ttl](
-                                             std::shared_ptr<const checked_route> checked,
+            checker_.check(std::move(r), [this, f, key, ttl, proto = ctx.proto, id](
+                                             std::shared_ptr<checked_route> checked,
                                              std::optional<resolve_error> err) {
                 if (f->done) return;
                 f->done = true;
@@ -402,6 +450,7 @@ void router::start_resolve(std::string key, std::string id, resolve_context ctx)
                                    std::nullopt);
                     return;
                 }
+                checked->activity = activity_of(proto, key, id);
                 finish_resolve(key, std::move(checked), nullptr, ttl);
             });
         };
@@ -437,11 +486,34 @@ void router::answer_refusal(reply& r, std::string_view id, int status, std::stri
     set_decision_time(r, started_ns);
 }
 
+void router::deliver(async_reply reply, const decision& d,
+                     const std::shared_ptr<const checked_route>& route,
+                     const std::shared_ptr<const resolve_error>& error,
+                     std::string_view cache_label, const std::function<resolve_context()>& ctx) {
+    if (!error && route && route->state != backend_state::ready && cold_->enabled()) {
+        // The backend sleeps: hold the decision until it is ready (or the deadline).
+        key_buffer key;
+        (void)key.build(d.proto, d.id);
+        std::unique_ptr<cold_waiter> waiter =
+            std::make_unique<cold_request>(*this, std::move(reply), d, cache_label);
+        if (auto refused = cold_->wait(std::string(key.view()), std::string(d.id), ctx(), route,
+                                       d.started_ns, waiter)) {
+            waiter->finish(nullptr, std::make_shared<const resolve_error>(std::move(*refused)), 0,
+                           false);
+        }
+        return;
+    }
+    answer(reply, d, route, error, cache_label);
+    reply.done();
+}
+
 void router::answer(reply& r, const decision& req,
                     const std::shared_ptr<const checked_route>& route,
-                    const std::shared_ptr<const resolve_error>& error,
-                    std::string_view cache_label) {
+                    const std::shared_ptr<const resolve_error>& error, std::string_view cache_label,
+                    std::optional<std::uint64_t> waited_ms, bool woken) {
     const auto proto_index = static_cast<std::size_t>(req.proto);
+    if (waited_ms)
+        r.set_int(var_scope::txn, contract::var::wait_ms, static_cast<std::int64_t>(*waited_ms));
     if (error) {
         decisions_err_[proto_index][static_cast<std::size_t>(error->code)].fetch_add(
             1, std::memory_order_relaxed);
@@ -459,28 +531,94 @@ void router::answer(reply& r, const decision& req,
             }
         }
     }
-    if (route->state != backend_state::ready || eps->empty()) {
+    const auto refuse = [&](std::string reason) {
         decisions_err_[proto_index][static_cast<std::size_t>(error_code::unavailable)].fetch_add(
             1, std::memory_order_relaxed);
-        answer_refusal(r, req.id, 503,
-                       route->state != backend_state::ready
-                           ? "backend is " + std::string(to_string(route->state))
-                           : std::string("no endpoint for this path"),
-                       cache_label, req.started_ns);
+        answer_refusal(r, req.id, 503, reason, cache_label, req.started_ns);
+    };
+    if (route->state != backend_state::ready) {
+        refuse("backend is " + std::string(to_string(route->state)) + " (cold starts are off)");
         return;
     }
-    const auto& ep = (*eps)[round_robin_.fetch_add(1, std::memory_order_relaxed) % eps->size()];
+    if (eps->empty()) {
+        refuse("no endpoint for this path");
+        return;
+    }
+    // Round robin over the endpoints the health checks and circuit breakers admit.
+    const std::size_t n = eps->size();
+    const std::size_t first = round_robin_.fetch_add(1, std::memory_order_relaxed) % n;
+    const checked_endpoint* chosen = nullptr;
+    for (std::size_t i = 0; i < n && !chosen; ++i) {
+        const checked_endpoint& ep = (*eps)[(first + i) % n];
+        if (!ep.health) {
+            chosen = &ep;
+            continue;
+        }
+        const auto v = health_->admit(*ep.health);
+        if (v == endpoint_health::verdict::ok || v == endpoint_health::verdict::trial) chosen = &ep;
+    }
+    if (!chosen) {
+        no_healthy_endpoint_.fetch_add(1, std::memory_order_relaxed);
+        std::string reason = "no healthy endpoint:";
+        for (const auto& ep : *eps) {
+            const bool open = ep.health && ep.health->circuit() != endpoint_state::breaker::closed;
+            reason += " " + ep.health->name() + (open ? " (circuit open)" : " (failing checks)");
+        }
+        refuse(std::move(reason));
+        return;
+    }
     decisions_ok_[proto_index].fetch_add(1, std::memory_order_relaxed);
-    r.set_ip(var_scope::txn, contract::var::ip, ep.address);
-    r.set_int(var_scope::txn, contract::var::port, ep.port);
+    r.set_ip(var_scope::txn, contract::var::ip, chosen->address);
+    r.set_int(var_scope::txn, contract::var::port, chosen->port);
     r.set_string(var_scope::txn, contract::var::resource, req.id);
     r.set_string(var_scope::txn, contract::var::cache, cache_label);
+    r.set_string(var_scope::txn, contract::var::kind,
+                 woken ? "cold" : (cache_label == "hit" ? "cached" : "warm"));
     for (const auto& [key, var] : opts_.metadata_variables) {
         if (const auto it = route->metadata.find(key); it != route->metadata.end()) {
             r.set_string(var_scope::txn, var, it->second);
         }
     }
     set_decision_time(r, req.started_ns);
+    note_activity(req, *route);
+}
+
+std::shared_ptr<resource_activity> router::activity_of(protocol p, const std::string& key,
+                                                       const std::string& id) {
+    std::lock_guard lock(activity_mutex_);
+    auto& slot = activity_[key];
+    if (!slot) slot = std::make_shared<resource_activity>(p, id);
+    return slot;
+}
+
+void router::note_activity(const decision& d, const checked_route& route) {
+    resource_activity* a = route.activity.get();
+    if (!a) return;
+    const std::uint64_t now = steady_ms();
+    a->decisions.fetch_add(1, std::memory_order_relaxed);
+    a->last_seen_ms.store(now, std::memory_order_relaxed);
+    // Throttled idle signal: one track_activity per resource per interval, whatever the rate.
+    std::uint64_t last = a->last_reported_ms.load(std::memory_order_relaxed);
+    if ((last == 0 || now - last >= static_cast<std::uint64_t>(opts_.activity_throttle.count())) &&
+        a->last_reported_ms.compare_exchange_strong(last, now)) {
+        activity_reports_.fetch_add(1, std::memory_order_relaxed);
+        service_->post(
+            [this, id = a->id, p = a->proto](uv_loop_t*) { resolver_->track_activity(id, p); });
+    }
+    if (opts_.connect_events && d.proto != protocol::http) {
+        service_->post([this, id = a->id, p = a->proto](uv_loop_t*) {
+            resolve_context ctx;
+            ctx.proto = p;
+            resolver_->on_connect(id, ctx);
+        });
+    }
+}
+
+void router::report_connect_failure(std::string_view key, const ip_address& ip, std::uint16_t port,
+                                    std::string_view why) {
+    health_->report_failure(*health_->state_of(ip, port), why);
+    // The cached endpoint may be gone (a backend back to sleep): resolve again next time.
+    cache_.invalidate(key);
 }
 
 void router::render_metrics(std::string& out) const {
@@ -529,6 +667,11 @@ void router::render_metrics(std::string& out) const {
             resolve_timeouts_.load(std::memory_order_relaxed));
     counter("spoa_route_bad_requests_total", "Messages without a usable resource id (400).",
             bad_requests_.load(std::memory_order_relaxed));
+    counter("spoa_route_no_healthy_endpoint_total",
+            "Decisions refused: every endpoint unhealthy or open.",
+            no_healthy_endpoint_.load(std::memory_order_relaxed));
+    counter("spoa_activity_reports_total", "track_activity calls made (throttled per resource).",
+            activity_reports_.load(std::memory_order_relaxed));
     const auto rs = resolver_->stats();
     prom::header(out, "spoa_resolver_calls_total", "Calls made to the resolver.", "counter");
     prom::sample(out, "spoa_resolver_calls_total",

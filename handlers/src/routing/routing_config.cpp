@@ -2,8 +2,10 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <stdexcept>
 
+#include "spoa/handlers/routing/contract.hpp"
 #include "spoa/handlers/routing/static_resolver.hpp"
 
 namespace spoa::routing {
@@ -149,14 +151,128 @@ routing_config from_node(const YAML::Node& root, const std::string& origin) {
             const auto var = kv.second.as<std::string>();
             if (!reply::valid_name(var))
                 bad(origin, kv.second, "'" + var + "' is not a valid HAProxy variable name");
+            // The router sets metadata variables after ip/port/status: a metadata value under a
+            // routing name would replace the SSRF-checked address or the refusal status.
+            if (std::find(contract::variables.begin(), contract::variables.end(), var) !=
+                contract::variables.end()) {
+                bad(origin, kv.second,
+                    "'" + var + "' is a routing variable (txn." +
+                        std::string(contract::var_prefix) + "." + var +
+                        "): metadata must not replace it");
+            }
             cfg.router.metadata_variables[kv.first.as<std::string>()] = var;
         }
+    }
+    const auto flag = [&](const YAML::Node& n) {
+        try {
+            return n.as<bool>();
+        } catch (const YAML::Exception&) {
+            bad(origin, n, "expected true or false");
+        }
+    };
+    const auto statuses = [&](const YAML::Node& n) {
+        if (!n.IsSequence()) bad(origin, n, "expected a list of HTTP statuses");
+        std::vector<long> out;
+        for (const auto& v : n)
+            out.push_back(v.as<long>());
+        return out;
+    };
+    if (const auto cs = root["cold_start"]) {
+        auto& o = cfg.router.cold_start;
+        o.enabled = cs["enabled"] ? flag(cs["enabled"]) : true;
+        if (const auto w = cs["waker"]) {
+            const auto v = w.as<std::string>();
+            if (v == "resolver")
+                o.waker = cold_start_options::waker_kind::resolver;
+            else if (v == "http")
+                o.waker = cold_start_options::waker_kind::http;
+            else
+                bad(origin, w, "cold_start.waker must be resolver or http");
+        }
+        if (const auto h = cs["http"]) {
+            if (!h["url"])
+                bad(origin, h, "cold_start.http.url is required (e.g. http://cp/wake/{id})");
+            o.http.url = h["url"].as<std::string>();
+            o.http.method = h["method"] ? h["method"].as<std::string>() : "POST";
+            if (h["body"]) o.http.body = h["body"].as<std::string>();
+            if (const auto hs = h["headers"]) {
+                for (const auto& x : hs)
+                    o.http.headers.push_back(x.as<std::string>());
+            }
+            if (h["ok_statuses"]) o.http_ok = statuses(h["ok_statuses"]);
+            if (h["timeout_ms"]) o.http.timeout = ms(origin, h["timeout_ms"]);
+        }
+        if (o.waker == cold_start_options::waker_kind::http && o.http.url.empty()) {
+            bad(origin, cs, "cold_start.waker http needs cold_start.http.url");
+        }
+        if (cs["timeout_ms"]) o.timeout = ms(origin, cs["timeout_ms"]);
+        if (cs["processing_timeout_ms"])
+            o.processing_timeout = ms(origin, cs["processing_timeout_ms"]);
+        if (cs["margin_ms"]) o.margin = ms(origin, cs["margin_ms"]);
+        if (o.margin >= o.processing_timeout) {
+            bad(origin, cs, "cold_start.margin_ms must be below processing_timeout_ms");
+        }
+        if (cs["max_waiters_per_resource"])
+            o.max_waiters_per_resource = cs["max_waiters_per_resource"].as<std::size_t>();
+        if (cs["max_waiters"]) o.max_waiters = cs["max_waiters"].as<std::size_t>();
+        if (cs["poll_initial_ms"]) o.poll_initial = ms(origin, cs["poll_initial_ms"]);
+        if (cs["poll_max_ms"]) o.poll_max = ms(origin, cs["poll_max_ms"]);
+        if (cs["failure_ttl_ms"]) o.failure_ttl = ms(origin, cs["failure_ttl_ms"]);
+        if (const auto pr = cs["probe"]) {
+            const auto type = pr["type"] ? pr["type"].as<std::string>() : "tcp";
+            if (type != "tcp" && type != "http")
+                bad(origin, pr, "cold_start.probe.type must be tcp or http");
+            o.probe_http = type == "http";
+            if (pr["path"]) o.probe_path = pr["path"].as<std::string>();
+            if (pr["expect"]) o.probe_expect = statuses(pr["expect"]);
+            if (pr["timeout_ms"]) o.probe_timeout = ms(origin, pr["timeout_ms"]);
+        }
+    }
+    if (const auto h = root["health"]) {
+        auto& o = cfg.router.health;
+        o.enabled = h["enabled"] ? flag(h["enabled"]) : true;
+        if (const auto t = h["type"]) {
+            const auto v = t.as<std::string>();
+            if (v == "tcp")
+                o.kind = health_options::check_kind::tcp;
+            else if (v == "http")
+                o.kind = health_options::check_kind::http;
+            else
+                bad(origin, t, "health.type must be tcp or http");
+        }
+        if (h["path"]) o.http_path = h["path"].as<std::string>();
+        if (h["expect"]) o.http_expect = statuses(h["expect"]);
+        if (h["interval_ms"]) o.interval = ms(origin, h["interval_ms"]);
+        if (h["timeout_ms"]) o.timeout = ms(origin, h["timeout_ms"]);
+        if (h["rise"]) o.rise = h["rise"].as<unsigned>();
+        if (h["fall"]) o.fall = h["fall"].as<unsigned>();
+        if (h["recent_use_ms"]) o.recent_use = ms(origin, h["recent_use_ms"]);
+        if (o.rise == 0 || o.fall == 0)
+            bad(origin, h, "health.rise and health.fall must be at least 1");
+        if (o.interval.count() == 0) bad(origin, h, "health.interval_ms must be positive");
+    }
+    if (const auto b = root["breaker"]) {
+        auto& o = cfg.router.breaker;
+        o.enabled = b["enabled"] ? flag(b["enabled"]) : true;
+        if (b["failures"]) o.failures = b["failures"].as<unsigned>();
+        if (b["cooldown_ms"]) o.cooldown = ms(origin, b["cooldown_ms"]);
+        if (o.failures == 0) bad(origin, b, "breaker.failures must be at least 1");
+    }
+    if (const auto a = root["activity"]) {
+        if (a["throttle_ms"]) cfg.router.activity_throttle = ms(origin, a["throttle_ms"]);
+        if (a["connect_events"]) cfg.router.connect_events = flag(a["connect_events"]);
     }
     // Validate the route table now so that a broken file fails at start, with its line.
     try {
         (void)route_table::parse(root["routes"]);
+    } catch (const YAML::Exception& e) {
+        // A value of the wrong type inside a route (yaml-cpp's own message, with its mark).
+        throw std::runtime_error(origin + ":" + std::to_string(e.mark.line + 1) + ": " + e.msg);
     } catch (const std::runtime_error& e) {
-        throw std::runtime_error(origin + ": " + e.what());
+        // route_table::parse says "line N: problem"; keep this file's "<file>:N: problem".
+        std::string_view what = e.what();
+        if (what.starts_with("line ")) what.remove_prefix(5);
+        throw std::runtime_error(origin + ":" + std::string(what));
     }
     return cfg;
 }
@@ -164,7 +280,14 @@ routing_config from_node(const YAML::Node& root, const std::string& origin) {
 }  // namespace
 
 routing_config load_routing_config(const std::string& path) {
-    return from_node(load_yaml_file(path), path);
+    const YAML::Node root = load_yaml_file(path);
+    try {
+        return from_node(root, path);
+    } catch (const YAML::Exception& e) {
+        // A value of the wrong type (e.g. max_entries: lots): yaml-cpp's message would not name
+        // the file.
+        throw std::runtime_error(path + ":" + std::to_string(e.mark.line + 1) + ": " + e.msg);
+    }
 }
 
 routing_config parse_routing_config(const std::string& yaml, const std::string& origin) {

@@ -8,6 +8,7 @@
 #include <memory>
 #include <optional>
 
+#include "spoa/handlers/routing/endpoint_health.hpp"
 #include "spoa/handlers/routing/resolver.hpp"
 #include "spoa/handlers/routing/route_cache.hpp"
 #include "spoa/handlers/routing/ssrf.hpp"
@@ -18,10 +19,12 @@ namespace spoa::routing {
 class endpoint_checker {
   public:
     using done_fn =
-        std::function<void(std::shared_ptr<const checked_route>, std::optional<resolve_error>)>;
+        std::function<void(std::shared_ptr<checked_route>, std::optional<resolve_error>)>;
 
-    endpoint_checker(handlers::service_loop& loop, ssrf_policy policy)
-        : loop_(loop), policy_(std::move(policy)) {}
+    /// With `health`, every checked endpoint carries its health/circuit state.
+    endpoint_checker(handlers::service_loop& loop, ssrf_policy policy,
+                     endpoint_health* health = nullptr)
+        : loop_(loop), policy_(std::move(policy)), health_(health) {}
 
     /// Service-loop thread only. Completes `done` on the service loop: a checked route, or
     /// forbidden (an address or port the policy refuses, with the reason) or unavailable (a
@@ -33,6 +36,7 @@ class endpoint_checker {
   private:
     handlers::service_loop& loop_;
     ssrf_policy policy_;
+    endpoint_health* health_;
 };
 
 }  // namespace spoa::routing

@@ -121,6 +121,9 @@ class resolver {
                       std::function<void(std::optional<resolve_error>)> done) {
         done(resolve_error{error_code::unavailable, "this resolver cannot wake backends", {}});
     }
+    /// True when resolve() reports live backend states (a control plane), so that a cold start
+    /// waits for it to say `ready`; false for fixed tables, where only the probe decides.
+    [[nodiscard]] virtual bool reports_state() const noexcept { return false; }
     [[nodiscard]] virtual resolver_stats stats() const { return {}; }
     [[nodiscard]] virtual std::string_view name() const noexcept = 0;
 };

@@ -19,11 +19,24 @@
 
 namespace spoa::routing {
 
+class endpoint_state;
+
+/// Per-resource activity, kept across cache entries (scale-to-zero idle signal).
+struct resource_activity {
+    resource_activity(protocol p, std::string resource) : proto(p), id(std::move(resource)) {}
+    const protocol proto;
+    const std::string id;
+    std::atomic<std::uint64_t> last_seen_ms{0};
+    std::atomic<std::uint64_t> decisions{0};
+    std::atomic<std::uint64_t> last_reported_ms{0};
+};
+
 /// An endpoint after SSRF validation: HAProxy is only ever given `address`.
 struct checked_endpoint {
     ip_address address;
     std::uint16_t port = 0;
     std::string host;  ///< what the resolver returned (name or literal), for logs
+    std::shared_ptr<endpoint_state> health;  ///< health and circuit of ip:port, if tracked
 };
 
 struct checked_path {
@@ -38,6 +51,7 @@ struct checked_route {
     std::map<std::string, std::string> metadata;
     backend_state state = backend_state::ready;
     std::optional<std::chrono::milliseconds> timeout;
+    std::shared_ptr<resource_activity> activity;
 };
 
 /// Someone waiting for a key being resolved.
@@ -93,6 +107,10 @@ class route_cache {
         std::string_view key, std::shared_ptr<const checked_route> route,
         std::shared_ptr<const resolve_error> error,
         std::optional<std::chrono::milliseconds> ttl_override = std::nullopt);
+
+    /// Stores a route outside of any flight (e.g. a backend that just became ready).
+    void store(std::string_view key, std::shared_ptr<const checked_route> route,
+               std::optional<std::chrono::milliseconds> ttl_override = std::nullopt);
 
     /// Drops the entry (an in-flight answer for it will not be stored). True if something was
     /// cached or in flight.

@@ -6,12 +6,17 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <unordered_map>
 
 #include "spoa/agent/agent.hpp"
+#include "spoa/handlers/routing/cold_start.hpp"
 #include "spoa/handlers/routing/endpoint_checker.hpp"
+#include "spoa/handlers/routing/endpoint_health.hpp"
 #include "spoa/handlers/routing/resolver.hpp"
 #include "spoa/handlers/routing/route_cache.hpp"
 #include "spoa/handlers/routing/ssrf.hpp"
@@ -45,6 +50,13 @@ struct router_options {
     std::map<std::string, tcp_key, std::less<>> tcp_services;
     /// Resolver metadata key -> txn variable name passed back to HAProxy.
     std::map<std::string, std::string> metadata_variables;
+    cold_start_options cold_start;
+    health_options health;
+    breaker_options breaker;
+    /// resolver::track_activity is called at most once per resource per `activity_throttle`.
+    std::chrono::milliseconds activity_throttle{30000};
+    /// Call resolver::on_connect for every PostgreSQL/TCP/TLS decision (a new connection).
+    bool connect_events = false;
 };
 
 class router {
@@ -64,10 +76,17 @@ class router {
     std::size_t invalidate(std::string_view id, std::optional<protocol> p = std::nullopt);
 
     [[nodiscard]] route_cache& cache() noexcept { return cache_; }
+    [[nodiscard]] endpoint_health& health() noexcept { return *health_; }
+    [[nodiscard]] cold_starter& cold_starts() noexcept { return *cold_; }
+    /// Reports a failed connection to ip:port (passive signal): counts for its circuit and
+    /// drops the cached route of `id`, so that a backend gone back to sleep is woken again.
+    void report_connect_failure(std::string_view key, const ip_address& ip, std::uint16_t port,
+                                std::string_view why);
     [[nodiscard]] resolver& active_resolver() noexcept { return *resolver_; }
     [[nodiscard]] handlers::service_loop& service() noexcept { return *service_; }
 
-    struct request;  ///< internal: one routing decision waiting for the resolver
+    struct request;       ///< internal: one routing decision waiting for the resolver
+    struct cold_request;  ///< internal: one routing decision waiting for a cold start
 
     /// What an answer needs to know about the request (views: valid during the answer).
     struct decision {
@@ -91,11 +110,22 @@ class router {
                         std::shared_ptr<const resolve_error> error,
                         std::optional<std::chrono::milliseconds> ttl);
     void render_metrics(std::string& out) const;
+    void note_activity(const decision& d, const checked_route& route);
+    std::shared_ptr<resource_activity> activity_of(protocol p, const std::string& key,
+                                                   const std::string& id);
 
   public:
     // Used by request objects (any thread).
+    /// Answers `reply` (and completes it), or hands it to the cold starter when the route's
+    /// backend is asleep. `ctx` builds the resolve context if a cold start needs it.
+    void deliver(async_reply reply, const decision& d,
+                 const std::shared_ptr<const checked_route>& route,
+                 const std::shared_ptr<const resolve_error>& error, std::string_view cache_label,
+                 const std::function<resolve_context()>& ctx);
+    /// Writes the variables of a decision. `waited_ms` is set for a cold start.
     void answer(reply& r, const decision& d, const std::shared_ptr<const checked_route>& route,
-                const std::shared_ptr<const resolve_error>& error, std::string_view cache_label);
+                const std::shared_ptr<const resolve_error>& error, std::string_view cache_label,
+                std::optional<std::uint64_t> waited_ms = std::nullopt, bool woken = false);
     static void answer_refusal(reply& r, std::string_view id, int status, std::string_view reason,
                                std::string_view cache_label, std::uint64_t started_ns);
 
@@ -104,14 +134,20 @@ class router {
     router_options opts_;
     std::shared_ptr<spdlog::logger> log_;
     std::shared_ptr<handlers::service_loop> service_;
+    std::unique_ptr<endpoint_health> health_;
     endpoint_checker checker_;
     route_cache cache_;
+    std::unique_ptr<cold_starter> cold_;
+    std::mutex activity_mutex_;
+    std::unordered_map<std::string, std::shared_ptr<resource_activity>> activity_;
     std::atomic<std::uint64_t> round_robin_{0};
     std::atomic<std::uint64_t> decisions_ok_[4]{};
     std::atomic<std::uint64_t> decisions_err_[4][5]{};
     std::atomic<std::uint64_t> bad_requests_{0};
     std::atomic<std::uint64_t> ssrf_refusals_{0};
     std::atomic<std::uint64_t> resolve_timeouts_{0};
+    std::atomic<std::uint64_t> no_healthy_endpoint_{0};
+    std::atomic<std::uint64_t> activity_reports_{0};
     histogram* resolve_seconds_ = nullptr;
 };
 

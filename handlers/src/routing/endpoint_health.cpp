@@ -1,0 +1,249 @@
+#include "spoa/handlers/routing/endpoint_health.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include "spoa/handlers/routing/route_cache.hpp"
+#include "spoa/handlers/routing/tcp_probe.hpp"
+
+namespace spoa::routing {
+namespace {
+
+const char* circuit_name(endpoint_state::breaker b) {
+    switch (b) {
+        case endpoint_state::breaker::closed:
+            return "closed";
+        case endpoint_state::breaker::open:
+            return "open";
+        case endpoint_state::breaker::half_open:
+            return "half-open";
+    }
+    return "?";
+}
+
+}  // namespace
+
+std::string endpoint_state::name() const {
+    return ip_.is_v6() ? "[" + ip_.to_string() + "]:" + std::to_string(port_)
+                       : ip_.to_string() + ":" + std::to_string(port_);
+}
+
+endpoint_health::endpoint_health(handlers::service_loop& loop, health_options health,
+                                 breaker_options breaker, std::shared_ptr<spdlog::logger> log)
+    : loop_(loop), health_(std::move(health)), breaker_(breaker), log_(std::move(log)) {
+    if (!log_) log_ = spdlog::default_logger();
+}
+
+endpoint_health::~endpoint_health() {
+    stopping_ = true;
+}
+
+std::shared_ptr<endpoint_state> endpoint_health::state_of(const ip_address& ip,
+                                                          std::uint16_t port) {
+    std::string key(reinterpret_cast<const char*>(ip.data()), ip.size());
+    key.push_back(static_cast<char>(port >> 8));
+    key.push_back(static_cast<char>(port & 0xFF));
+    std::lock_guard lock(mutex_);
+    auto& slot = states_[key];
+    if (!slot) slot = std::make_shared<endpoint_state>(ip, port);
+    return slot;
+}
+
+void endpoint_health::transition(endpoint_state& s, endpoint_state::breaker to,
+                                 std::string_view why) noexcept {
+    const auto from = s.circuit_.exchange(to);
+    if (from == to) return;
+    transitions_[static_cast<std::size_t>(to)].fetch_add(1, std::memory_order_relaxed);
+    if (to == endpoint_state::breaker::open)
+        s.opened_at_ms_.store(steady_ms(), std::memory_order_relaxed);
+    if (to != endpoint_state::breaker::half_open)
+        s.trial_taken_.store(false, std::memory_order_relaxed);
+    if (to == endpoint_state::breaker::closed)
+        s.breaker_failures_.store(0, std::memory_order_relaxed);
+    log_->warn("circuit of {} {} -> {}{}{}", s.name(), circuit_name(from), circuit_name(to),
+               why.empty() ? "" : ": ", why);
+}
+
+endpoint_health::verdict endpoint_health::admit(endpoint_state& s) noexcept {
+    const std::uint64_t now = steady_ms();
+    s.last_used_ms_.store(now, std::memory_order_relaxed);
+    if (!s.healthy()) {
+        rejected_unhealthy_.fetch_add(1, std::memory_order_relaxed);
+        return verdict::unhealthy;
+    }
+    if (!breaker_.enabled) return verdict::ok;
+    switch (s.circuit()) {
+        case endpoint_state::breaker::closed:
+            return verdict::ok;
+        case endpoint_state::breaker::open:
+            if (now - s.opened_at_ms_.load(std::memory_order_relaxed) <
+                static_cast<std::uint64_t>(breaker_.cooldown.count())) {
+                rejected_open_.fetch_add(1, std::memory_order_relaxed);
+                return verdict::open;
+            }
+            transition(s, endpoint_state::breaker::half_open, "cool-down over");
+            [[fallthrough]];
+        case endpoint_state::breaker::half_open: {
+            // One trial at a time; the others are refused until its outcome is known.
+            bool expected = false;
+            if (s.trial_taken_.compare_exchange_strong(expected, true)) return verdict::trial;
+            rejected_open_.fetch_add(1, std::memory_order_relaxed);
+            return verdict::open;
+        }
+    }
+    return verdict::ok;
+}
+
+void endpoint_health::report_success(endpoint_state& s) noexcept {
+    s.breaker_failures_.store(0, std::memory_order_relaxed);
+    if (s.circuit() != endpoint_state::breaker::closed) {
+        transition(s, endpoint_state::breaker::closed, "trial succeeded");
+    }
+}
+
+void endpoint_health::report_failure(endpoint_state& s, std::string_view why) noexcept {
+    if (!breaker_.enabled) return;
+    const auto failures = s.breaker_failures_.fetch_add(1, std::memory_order_relaxed) + 1;
+    const auto circuit = s.circuit();
+    if (circuit == endpoint_state::breaker::half_open) {
+        transition(s, endpoint_state::breaker::open, why);
+    } else if (circuit == endpoint_state::breaker::closed && failures >= breaker_.failures) {
+        transition(s, endpoint_state::breaker::open,
+                   std::to_string(failures) + " consecutive failures, last: " + std::string(why));
+    } else if (circuit == endpoint_state::breaker::open) {
+        s.opened_at_ms_.store(steady_ms(), std::memory_order_relaxed);
+    }
+}
+
+void endpoint_health::start() {
+    if (!health_.enabled && !breaker_.enabled) return;
+    if (health_.kind == health_options::check_kind::http)
+        http_ = std::make_unique<handlers::http_client>(loop_);
+    schedule_checks();
+}
+
+void endpoint_health::schedule_checks() {
+    // One timer drives every check; it re-arms itself until the loop stops.
+    loop_.start_timer(static_cast<std::uint64_t>(health_.interval.count()), [this] {
+        if (stopping_) return;
+        run_checks();
+        schedule_checks();
+    });
+}
+
+void endpoint_health::run_checks() {
+    std::vector<std::shared_ptr<endpoint_state>> due;
+    const std::uint64_t now = steady_ms();
+    {
+        std::lock_guard lock(mutex_);
+        for (auto& [k, s] : states_) {
+            const bool recent = now - s->last_used_ms_.load(std::memory_order_relaxed) <
+                                static_cast<std::uint64_t>(health_.recent_use.count());
+            // Half-open circuits get their trial from the checks too, so an endpoint nobody
+            // routes to any more can still close its circuit.
+            const bool trial = s->circuit() != endpoint_state::breaker::closed;
+            if ((recent && health_.enabled) || trial) due.push_back(s);
+        }
+    }
+    for (auto& s : due) {
+        if (!s->checking_) check_one(s);
+    }
+}
+
+void endpoint_health::check_one(const std::shared_ptr<endpoint_state>& s) {
+    s->checking_ = true;
+    auto done = [this, s](bool ok, std::string why) {
+        s->checking_ = false;
+        check_result(*s, ok, why);
+    };
+    if (health_.kind == health_options::check_kind::http && http_) {
+        handlers::http_request req;
+        req.url = "http://" + s->name() + health_.http_path;
+        req.timeout = health_.timeout;
+        const auto expect = health_.http_expect;
+        http_->send(std::move(req), [done, expect](handlers::http_response r) {
+            if (!r.error.empty()) return done(false, r.error);
+            const bool ok = expect.empty()
+                                ? (r.status >= 200 && r.status < 400)
+                                : std::find(expect.begin(), expect.end(), r.status) != expect.end();
+            done(ok, ok ? "" : "HTTP status " + std::to_string(r.status));
+        });
+        return;
+    }
+    probe_tcp(loop_.loop(), s->ip(), s->port(), health_.timeout, done);
+}
+
+void endpoint_health::check_result(endpoint_state& s, bool ok, const std::string& why) {
+    if (ok) {
+        checks_ok_.fetch_add(1, std::memory_order_relaxed);
+        s.check_failures_ = 0;
+        ++s.check_successes_;
+        if (!s.healthy() && s.check_successes_ >= health_.rise) {
+            s.healthy_.store(true);
+            log_->warn("endpoint {} is healthy again ({} checks passed)", s.name(),
+                       s.check_successes_);
+        }
+        if (s.circuit() != endpoint_state::breaker::closed) {
+            // The cool-down must be over before a check may close the circuit.
+            const bool cooled = steady_ms() - s.opened_at_ms_.load(std::memory_order_relaxed) >=
+                                static_cast<std::uint64_t>(breaker_.cooldown.count());
+            if (s.circuit() == endpoint_state::breaker::half_open || cooled) report_success(s);
+        } else {
+            s.breaker_failures_.store(0, std::memory_order_relaxed);
+        }
+        return;
+    }
+    checks_failed_.fetch_add(1, std::memory_order_relaxed);
+    s.check_successes_ = 0;
+    ++s.check_failures_;
+    if (health_.enabled && s.healthy() && s.check_failures_ >= health_.fall) {
+        s.healthy_.store(false);
+        log_->warn("endpoint {} is unhealthy ({} checks failed, last: {})", s.name(),
+                   s.check_failures_, why);
+    }
+    report_failure(s, "check failed: " + why);
+}
+
+void endpoint_health::register_metrics(metrics_registry& m) {
+    m.add_collector([this](std::string& out) {
+        namespace prom = spoa::prometheus;
+        prom::header(out, "spoa_breaker_transitions_total",
+                     "Circuit breaker transitions, by new state.", "counter");
+        static const char* names[] = {"closed", "open", "half_open"};
+        for (int i = 0; i < 3; ++i) {
+            prom::sample(out, "spoa_breaker_transitions_total",
+                         std::string("to=\"") + names[i] + "\"",
+                         transitions_[i].load(std::memory_order_relaxed));
+        }
+        std::uint64_t counts[3] = {0, 0, 0};
+        std::uint64_t unhealthy = 0;
+        std::vector<std::pair<std::string, int>> open;
+        {
+            std::lock_guard lock(mutex_);
+            for (auto& [k, s] : states_) {
+                ++counts[static_cast<int>(s->circuit())];
+                if (!s->healthy()) ++unhealthy;
+            }
+        }
+        prom::header(out, "spoa_breaker_endpoints", "Endpoints by circuit state.", "gauge");
+        for (int i = 0; i < 3; ++i) {
+            prom::sample(out, "spoa_breaker_endpoints", std::string("state=\"") + names[i] + "\"",
+                         counts[i]);
+        }
+        prom::header(out, "spoa_endpoints_unhealthy", "Endpoints failing their active checks.",
+                     "gauge");
+        prom::sample(out, "spoa_endpoints_unhealthy", "", unhealthy);
+        prom::header(out, "spoa_health_checks_total", "Active checks, by result.", "counter");
+        prom::sample(out, "spoa_health_checks_total", "result=\"ok\"",
+                     checks_ok_.load(std::memory_order_relaxed));
+        prom::sample(out, "spoa_health_checks_total", "result=\"failed\"",
+                     checks_failed_.load(std::memory_order_relaxed));
+        prom::header(out, "spoa_endpoint_rejections_total",
+                     "Routing attempts refused by health or breaker.", "counter");
+        prom::sample(out, "spoa_endpoint_rejections_total", "reason=\"open\"",
+                     rejected_open_.load(std::memory_order_relaxed));
+        prom::sample(out, "spoa_endpoint_rejections_total", "reason=\"unhealthy\"",
+                     rejected_unhealthy_.load(std::memory_order_relaxed));
+    });
+}
+
+}  // namespace spoa::routing
