@@ -44,8 +44,8 @@ routing_config from_node(const YAML::Node& root, const std::string& origin) {
     if (!root || root.IsNull()) return cfg;
     if (!root.IsMap()) bad(origin, root, "the file must be a YAML map");
     static const char* known[] = {
-        "resolver",           "cache",  "ssrf",       "postgres", "tcp",
-        "metadata_variables", "routes", "cold_start", "health",   "activity"};
+        "resolver", "cache",      "ssrf",   "postgres", "tcp",      "metadata_variables",
+        "routes",   "cold_start", "health", "breaker",  "activity", "passive"};
     for (const auto& kv : root) {
         const auto key = kv.first.as<std::string>();
         if (std::find(std::begin(known), std::end(known), key) == std::end(known)) {
@@ -257,6 +257,17 @@ routing_config from_node(const YAML::Node& root, const std::string& origin) {
         if (b["failures"]) o.failures = b["failures"].as<unsigned>();
         if (b["cooldown_ms"]) o.cooldown = ms(origin, b["cooldown_ms"]);
         if (o.failures == 0) bad(origin, b, "breaker.failures must be at least 1");
+    }
+    if (const auto pv = root["passive"]) {
+        if (!pv["listen"]) bad(origin, pv, "passive.listen (udp host:port) is required");
+        try {
+            cfg.feedback_listen = listen_address::parse(pv["listen"].as<std::string>());
+        } catch (const std::invalid_argument& e) {
+            bad(origin, pv["listen"], e.what());
+        }
+        if (cfg.feedback_listen->type != listen_address::kind::tcp) {
+            bad(origin, pv["listen"], "passive.listen must be a numeric host:port (UDP)");
+        }
     }
     if (const auto a = root["activity"]) {
         if (a["throttle_ms"]) cfg.router.activity_throttle = ms(origin, a["throttle_ms"]);

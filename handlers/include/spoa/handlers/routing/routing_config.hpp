@@ -27,6 +27,8 @@ struct routing_config {
     std::optional<remote_resolver_options> remote;
     router_options router;
     ssrf_policy ssrf;
+    /// UDP address receiving HAProxy's log lines (passive health signals), if any.
+    std::optional<listen_address> feedback_listen;
 };
 
 /// Reads the file. Throws std::runtime_error("<file>:<line>: <problem>") on any error.
