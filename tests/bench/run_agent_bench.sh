@@ -16,6 +16,9 @@
 # IDLE connections that did the HELLO and stay open, (RSS_with - RSS_before) / IDLE.
 # The load generator runs on the same cores as the server it measures.
 #
+# On a shared machine, other processes on the same cores dominate throughput and tail latency:
+# the script prints the load average before and after; compare runs made at a low load only.
+#
 # --quick: a functional smoke run (1 and 4 connections, 1 s, 200 idle connections) for ctest.
 # Exit status 1 if any run reports a validation error, an unanswered frame or a failed
 # connection; timing never fails the script.
@@ -26,7 +29,7 @@
 set -euo pipefail
 
 if [[ $# -lt 1 || $1 == -h || $1 == --help ]]; then
-    sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
 fi
 BUILD=$1
@@ -143,16 +146,22 @@ wait_listening "$NPORT" "$NULL_PID" || {
     exit 1
 }
 
+LOAD_BEFORE=$(cut -d' ' -f1 /proc/loadavg)
 echo "spoa agent benchmark: $(nproc) cores, agent and reference with $AGENT_THREADS threads," \
     "load generator with $LG_THREADS thread(s) on the same cores"
 echo "workload: NOTIFY 'echo' with 5 args (host, path, IPv4 src, INT64 port, 16-byte binary)," \
     "$INFLIGHT in flight per connection, ${WARMUP}s warm-up + ${DURATION}s measured"
+if awk -v l="$LOAD_BEFORE" 'BEGIN { exit !(l > 0.5) }'; then
+    echo "warning: load average $LOAD_BEFORE before the run: other processes compete for the" \
+        "cores, throughput and tail latency are not representative"
+fi
 echo
 
 # --- idle connections first, on a fresh agent: freed memory of earlier runs would hide the cost.
 IDLE_LINE=""
 if ((IDLE > 0)); then
     RSS_BEFORE=$(rss_kib "$AGENT_PID")
+    : >"$WORK/idle.out"
     "$LOADGEN" --target "127.0.0.1:$APORT" --idle "$IDLE" --hold 0 \
         >"$WORK/idle.out" 2>"$WORK/idle.err" &
     IDLE_PID=$!
@@ -232,6 +241,7 @@ if [[ -n $IDLE_LINE ]]; then
                n, b, w, (w - b) * 1024 / n }'
 fi
 
+echo "load average before/after: $LOAD_BEFORE / $(cut -d' ' -f1 /proc/loadavg)"
 if [[ $QUICK == 0 ]]; then
     # Informational only: timing never fails the script.
     echo
