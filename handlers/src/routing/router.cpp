@@ -33,6 +33,15 @@ struct key_buffer {
     [[nodiscard]] std::string_view view() const noexcept { return {data, size}; }
 };
 
+/// "/api" covers "/api", "/api/..." and "/api?...", not "/apiary": prefixes end on a segment
+/// boundary (a prefix ending in "/" already does).
+bool path_has_prefix(std::string_view path, std::string_view prefix) noexcept {
+    if (!path.starts_with(prefix)) return false;
+    if (path.size() == prefix.size() || prefix.ends_with('/')) return true;
+    const char next = path[prefix.size()];
+    return next == '/' || next == '?' || next == '#';
+}
+
 void set_decision_time(reply& r, std::uint64_t started_ns) {
     r.set_int(var_scope::txn, contract::var::decision_us,
               static_cast<std::int64_t>((now_ns() - started_ns) / 1000));
@@ -525,7 +534,7 @@ void router::answer(reply& r, const decision& req,
     if (req.proto == protocol::http) {
         // Longest prefix first (the resolver sorted them); the host's own endpoints otherwise.
         for (const auto& p : route->paths) {
-            if (req.path.starts_with(p.prefix)) {
+            if (path_has_prefix(req.path, p.prefix)) {
                 eps = &p.endpoints;
                 break;
             }
