@@ -142,9 +142,12 @@ void runtime::start() {
         }
     } catch (...) {
         close_all();
-        for (const auto& addr : config.listeners) {
+        // Remove only the socket files this start() created (those in `bound`): a listener that
+        // failed because another live agent owns its path must not delete that agent's socket.
+        for (const auto& addr : bound) {
             if (addr.type == listen_address::kind::unix_socket) ::unlink(addr.path.c_str());
         }
+        bound.clear();
         throw;
     }
     metrics.add_collector([this](std::string& out) { render_stats(out); });

@@ -48,6 +48,9 @@ class async_state {
         : box_(std::move(box)), frame_(frame), budget_(budget) {}
 
     protocol::byte_buffer actions;  ///< written by the handler's thread until done()
+    /// Actions the handler's async_reply refused (too big, bad name); handed over by done() so
+    /// that the loop counts them like a sync handler's (spoa_actions_refused_total).
+    std::size_t refused = 0;
     std::size_t budget() const noexcept { return budget_; }
 
     /// Any thread, once.

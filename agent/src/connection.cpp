@@ -201,6 +201,12 @@ void connection::update_reading() noexcept {
 
 void connection::after_session_step() noexcept {
     auto& stats = worker_.stats();
+    // UNSET frames never reach on_notify: count them here (spoa_frames_received_total).
+    if (session_.unset_frames() != unset_counted_) {
+        stats.frames_in[static_cast<std::size_t>(frame_kind::unset)].inc(session_.unset_frames() -
+                                                                         unset_counted_);
+        unset_counted_ = session_.unset_frames();
+    }
     if (!hello_noted_ && session_.current() != session::state::wait_hello) {
         hello_noted_ = true;
         if (session_.why_closing() == session::close_reason::none ||
@@ -317,6 +323,12 @@ void connection::write_done() noexcept {
         // linger timeout), rather than resetting a connection whose last bytes may be unread.
         shutdown_sent_ = true;
         if (uv_shutdown(&shutdown_req_, stream(), on_shutdown) != 0) close_now();
+        return;
+    }
+    // The write queue may be what paused reading (write_high_water): frames already read and
+    // kept in `partial_` must be handled now, as no more bytes may ever come to trigger a read.
+    if (!reading_ && !partial_.empty() && !paused()) {
+        process({});
         return;
     }
     update_reading();

@@ -112,6 +112,7 @@ class connection final : public session_host {
     bool draining_ = false;
     bool closed_ = false;
     bool hello_noted_ = false;
+    std::uint64_t unset_counted_ = 0;  ///< session_.unset_frames() already in the statistics
 };
 
 }  // namespace spoa::detail

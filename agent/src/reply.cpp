@@ -46,7 +46,11 @@ async_reply::async_reply(detail::async_state* state) noexcept : state_(state) {
 }
 
 async_reply::async_reply(async_reply&& other) noexcept : reply(), state_(other.state_) {
-    if (state_) rebind(&state_->actions, state_->budget());
+    if (state_) {
+        rebind(&state_->actions, state_->budget());
+        // The counters live in the reply object: keep the refusals made before the move.
+        state_->refused += other.refused();
+    }
     other.state_ = nullptr;
     other.rebind(nullptr, 0);
 }
@@ -59,6 +63,7 @@ void async_reply::done() noexcept {
     if (!state_) return;
     detail::async_state* s = state_;
     state_ = nullptr;
+    s->refused += refused();
     rebind(nullptr, 0);
     s->complete();
 }

@@ -102,6 +102,7 @@ void session::handle_running(const frame& f) {
             feed_fragment(f);
             return;
         case frame_type::unset:
+            ++unset_frames_;
             if (!assembler_) {
                 fail(negotiated_.fragmentation ? error::fragment_without_start
                                                : error::fragmentation_not_supported);

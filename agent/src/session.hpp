@@ -81,6 +81,8 @@ class session {
     [[nodiscard]] std::uint32_t peer_status() const noexcept { return peer_status_; }
     [[nodiscard]] const std::string& peer_message() const noexcept { return peer_message_; }
     [[nodiscard]] std::uint64_t aborted_fragments() const noexcept { return aborted_fragments_; }
+    /// UNSET frames (fragment continuations) received; they never reach the host.
+    [[nodiscard]] std::uint64_t unset_frames() const noexcept { return unset_frames_; }
 
   private:
     void handle(const protocol::frame& f);
@@ -102,6 +104,7 @@ class session {
     std::uint32_t peer_status_ = 0;
     std::string peer_message_;
     std::uint64_t aborted_fragments_ = 0;
+    std::uint64_t unset_frames_ = 0;
     /// Created on the first fragmented NOTIFY only: most connections never need it.
     std::unique_ptr<protocol::fragment_assembler> assembler_;
 };

@@ -22,6 +22,17 @@ constexpr std::size_t pending_pool_cap = 4096;
 
 thread_local worker* tls_worker = nullptr;
 
+/// Close callback of a listening handle. It was allocated as a uv_tcp_t or a uv_pipe_t, so it
+/// must be freed as one: deleting it as a uv_handle_t is undefined (ASan:
+/// new-delete-type-mismatch).
+void delete_listener(uv_handle_t* h) noexcept {
+    if (h->type == UV_TCP) {
+        delete reinterpret_cast<uv_tcp_t*>(h);
+    } else {
+        delete reinterpret_cast<uv_pipe_t*>(h);
+    }
+}
+
 }  // namespace
 
 worker::worker(shared_context& ctx, unsigned index)
@@ -347,6 +358,8 @@ void worker::complete(async_state* s) noexcept {
             stats_.actions_refused.inc();
         }
     }
+    // Refusals inside an async reply count like a sync handler's (they were not counted).
+    if (s->refused != 0) stats_.actions_refused.inc(s->refused);
     delete s;
     if (p == dispatching_) return;  // dispatch() answers once every handler has been called
     if (p->answered) {
@@ -476,7 +489,7 @@ void worker::on_sweep() noexcept {
 void worker::begin_drain() noexcept {
     draining_ = true;
     for (uv_handle_t* h : listeners_) {
-        if (!uv_is_closing(h)) uv_close(h, [](uv_handle_t* l) noexcept { delete l; });
+        if (!uv_is_closing(h)) uv_close(h, delete_listener);
     }
     listeners_.clear();
     uv_timer_start(
@@ -499,7 +512,7 @@ void worker::stop_now() noexcept {
     stopping_ = true;
     draining_ = true;
     for (uv_handle_t* h : listeners_) {
-        if (!uv_is_closing(h)) uv_close(h, [](uv_handle_t* l) noexcept { delete l; });
+        if (!uv_is_closing(h)) uv_close(h, delete_listener);
     }
     listeners_.clear();
     for (connection* c = connections_.front(); c;) {

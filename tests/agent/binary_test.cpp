@@ -1,0 +1,101 @@
+// The real spoa-agent executable: --example echo, SIGTERM drains, a second SIGTERM exits at once.
+
+#include <signal.h>
+
+#include <charconv>
+
+#include "agent_test_util.hpp"
+
+#ifndef SPOA_AGENT_BINARY
+#error "SPOA_AGENT_BINARY must name the spoa-agent executable"
+#endif
+
+namespace spoa::testing {
+namespace {
+
+using clock = std::chrono::steady_clock;
+
+/// Starts spoa-agent on 127.0.0.1:0 and learns its port from the "listening on" log line.
+struct agent_process {
+    explicit agent_process(std::vector<std::string> extra = {})
+        : child(make_args(std::move(extra))) {
+        const auto line = child.wait_for_line("listening on 127.0.0.1:", 10s);
+        INFO(child.output());
+        REQUIRE(line);
+        const std::size_t at = line->find("127.0.0.1:") + 10;
+        const auto [p, ec] = std::from_chars(line->data() + at, line->data() + line->size(), port);
+        REQUIRE(ec == std::errc());
+        REQUIRE(port != 0);
+    }
+
+    static std::vector<std::string> make_args(std::vector<std::string> extra) {
+        std::vector<std::string> args = {
+            SPOA_AGENT_BINARY, "--listen", "127.0.0.1:0", "--threads", "1",
+            "--example",       "echo",     "--log-level", "info"};
+        args.insert(args.end(), extra.begin(), extra.end());
+        return args;
+    }
+
+    child_process child;
+    std::uint16_t port = 0;
+};
+
+}  // namespace
+
+TEST_CASE("binary: spoa-agent --example echo answers, and SIGTERM drains with DISCONNECT 0",
+          "[binary]") {
+    agent_process p;
+    auto c = fake_haproxy::connect_tcp("127.0.0.1", p.port);
+    CHECK(c.handshake(hello_options::v2_6()).kv_string("capabilities") ==
+          "pipelining,fragmentation");
+    c.send_notify(0, 1, message_spec{"echo", {{"", typed_value::string("GET")}}});
+    CHECK(c.expect(ft::ack).actions() ==
+          std::vector<owned_action>{set_txn("arg0", typed_value::string("GET"))});
+
+    p.child.signal(SIGTERM);
+    CHECK(c.expect_disconnect() == 0);
+    CHECK(c.wait_closed() == close_kind::eof);
+    c.close();
+    const auto status = p.child.wait_exit(5s);
+    INFO(p.child.output());
+    REQUIRE(status);
+    CHECK(*status == 0);
+    CHECK(p.child.output().find("draining") != std::string::npos);
+}
+
+TEST_CASE("binary: a second SIGTERM during a slow drain exits at once", "[binary]") {
+    // The drain is slow because our connection never closes after the DISCONNECT: the agent
+    // would wait for it up to its close linger (1 s).
+    agent_process p;
+    auto c = fake_haproxy::connect_tcp("127.0.0.1", p.port);
+    (void)c.handshake();
+    const auto first = clock::now();
+    p.child.signal(SIGTERM);
+    CHECK(c.expect_disconnect() == 0);
+    std::this_thread::sleep_for(100ms);
+    REQUIRE(p.child.running());  // still draining: we hold the connection open
+
+    p.child.signal(SIGTERM);
+    const auto status = p.child.wait_exit(5s);
+    const auto took = clock::now() - first;
+    INFO(p.child.output());
+    REQUIRE(status);
+    CHECK(*status == 0);
+    // Without the second signal the drain would last the whole 1 s linger (the agent closes a
+    // lingering connection 1 to 1.25 s after its DISCONNECT, then exits).
+    CHECK(took < 950ms);
+    CHECK(p.child.output().find("stopping now") != std::string::npos);
+}
+
+TEST_CASE("binary: bad arguments exit with status 2", "[binary]") {
+    child_process bad({SPOA_AGENT_BINARY, "--listen", "nonsense", "--example", "echo"});
+    const auto status = bad.wait_exit(5s);
+    REQUIRE(status);
+    CHECK(*status == 2);
+    child_process unknown({SPOA_AGENT_BINARY, "--listen", "127.0.0.1:0", "--example", "nope"});
+    const auto status2 = unknown.wait_exit(5s);
+    REQUIRE(status2);
+    CHECK(*status2 == 2);
+}
+
+}  // namespace spoa::testing
