@@ -5,8 +5,10 @@
 #   haproxy/demo.sh --no-wait  # start, print, run a self-check, stop (used by the tests)
 #
 # Two HTTP backends and one PostgreSQL server are started on loopback; HAProxy routes HTTP by
-# Host and PostgreSQL by database name, asking spoa-agent for every decision. Ctrl-C stops
-# everything this script started.
+# Host and PostgreSQL by database name, asking spoa-agent for every decision. A third HTTP
+# backend sleeps until first use: its route says `state: asleep`, and the agent wakes it through
+# a tiny platform API (POST /wake/<id>, started by this script), holding the first request until
+# the backend listens (a cold start). Ctrl-C stops everything this script started.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -19,6 +21,8 @@ agent_port=${DEMO_AGENT_PORT:-12345}
 admin_port=${DEMO_ADMIN_PORT:-9100}
 web1_port=${DEMO_WEB1_PORT:-9001}
 web2_port=${DEMO_WEB2_PORT:-9002}
+web3_port=${DEMO_WEB3_PORT:-$((web2_port + 1))}          # the backend that sleeps until used
+platform_port=${DEMO_PLATFORM_PORT:-$((admin_port + 1))} # the platform API that wakes it
 pgsrv_port=${DEMO_PGSERVER_PORT:-5433}
 smtp_port=${DEMO_SMTP_PORT:-2525}      # frontends of the shipped config the demo does not use
 mysql_port=${DEMO_MYSQL_PORT:-3307}
@@ -55,7 +59,7 @@ if [ -z "$agent_bin" ]; then
 fi
 
 for port in "$http_port" "$pg_port" "$agent_port" "$admin_port" "$web1_port" "$web2_port" \
-            "$pgsrv_port" "$smtp_port" "$mysql_port" "$tls_port"; do
+            "$web3_port" "$platform_port" "$pgsrv_port" "$smtp_port" "$mysql_port" "$tls_port"; do
     if ss -Htln "sport = :$port" | grep -q .; then
         echo "port $port is in use: stop what uses it or set DEMO_*_PORT (see the top of $0)" >&2
         exit 1
@@ -89,6 +93,52 @@ for n in 1 2; do
     pids+=($!)
 done
 
+# A platform API that starts backend 3 when the agent wakes it: POST /wake/sleepy.localhost
+# answers 202 and starts the backend (an http.server on $web3_port), 409 while it is starting,
+# 200 once it listens. Backend 3 is not running until then.
+mkdir -p "$work/web3"
+echo "hello from demo backend 3 (port $web3_port, started on first use)" >"$work/web3/index.html"
+cat >"$work/platform.py" <<'PY'
+import http.server, signal, socket, subprocess, sys, threading
+port, backend_port, docroot = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+lock, child = threading.Lock(), None
+def listening():
+    try:
+        socket.create_connection(("127.0.0.1", backend_port), timeout=0.2).close()
+        return True
+    except OSError:
+        return False
+class Wake(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        global child
+        if self.path != "/wake/sleepy.localhost":
+            status = 404
+        else:
+            with lock:
+                if child is None or child.poll() is not None:
+                    child = subprocess.Popen([sys.executable, "-m", "http.server", str(backend_port),
+                                              "--bind", "127.0.0.1", "--directory", docroot],
+                                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                    status = 202
+                else:
+                    status = 200 if listening() else 409
+        print(f"wake {self.path}: {status}", flush=True)
+        self.send_response(status)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+def stop(*_):
+    if child is not None:
+        child.terminate()
+    sys.exit(0)
+signal.signal(signal.SIGTERM, stop)
+signal.signal(signal.SIGINT, stop)
+http.server.ThreadingHTTPServer(("127.0.0.1", port), Wake).serve_forever()
+PY
+python3 "$work/platform.py" "$platform_port" "$web3_port" "$work/web3" >"$work/platform.log" 2>&1 &
+pids+=($!)
+
 # A PostgreSQL server with two databases, app1 and app2.
 pg_bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
 pg_data="$work/pgdata"
@@ -110,6 +160,14 @@ ssrf:
   mode: allowlist
   allow: [127.0.0.0/8]
 metadata_variables: {tenant: tenant}
+# Cold starts: a request for a sleeping backend is held while the platform starts it (one wake
+# per backend, however many requests wait), then forwarded; 504 if it is not up in time.
+cold_start:
+  waker: http
+  http: {url: "http://127.0.0.1:$platform_port/wake/{id}", method: POST, ok_statuses: [200, 202, 409]}
+  timeout_ms: 4000
+  processing_timeout_ms: 5000
+  margin_ms: 300
 routes:
   http:
     app1.localhost: {endpoints: [127.0.0.1:$web1_port], metadata: {tenant: alpha}}
@@ -117,6 +175,7 @@ routes:
     "*.preview.localhost":
       endpoints: [127.0.0.1:$web1_port]
       paths: {/v2: [127.0.0.1:$web2_port]}
+    sleepy.localhost: {endpoints: [127.0.0.1:$web3_port], state: asleep}
     suspended.localhost: {error: forbidden, reason: tenant suspended}
     metadata.localhost: {endpoints: [169.254.169.254:80]}
   postgres:
@@ -125,7 +184,7 @@ routes:
 EOF
 "$agent_bin" --check --config "$work/routing.yaml" >/dev/null
 "$agent_bin" --listen "127.0.0.1:$agent_port" --admin "127.0.0.1:$admin_port" \
-    --config "$work/routing.yaml" --deadline 4000 >"$work/agent.log" 2>&1 &
+    --config "$work/routing.yaml" --deadline 4500 >"$work/agent.log" 2>&1 &
 pids+=($!)
 
 version=$(haproxy -v | sed -n 's/^HAProxy version \([0-9]*\)\.\([0-9]*\).*/\1 \2/p')
@@ -146,7 +205,7 @@ for _ in $(seq 1 100); do
     sleep 0.1
 done
 
-say "running: HAProxy $(haproxy -v | head -1 | awk '{print $3}') ($cfg_dir), spoa-agent, 2 web backends, PostgreSQL"
+say "running: HAProxy $(haproxy -v | head -1 | awk '{print $3}') ($cfg_dir), spoa-agent, 2 web backends (+1 asleep), PostgreSQL"
 cat <<EOF
 
   Routing by Host (HAProxy :$http_port -> spoa-agent -> backend):
@@ -157,6 +216,10 @@ cat <<EOF
     curl -i -H 'Host: nobody.localhost' http://127.0.0.1:$http_port/      # 404
     curl -i -H 'Host: metadata.localhost' http://127.0.0.1:$http_port/    # 403: SSRF policy refuses 169.254.169.254
 
+  Cold start (backend 3 is not running; the agent wakes it through the platform on :$platform_port):
+    curl -i -H 'Host: sleepy.localhost' http://127.0.0.1:$http_port/      # held until it listens: x-route-kind: cold
+    curl -i -H 'Host: sleepy.localhost' http://127.0.0.1:$http_port/      # x-route-kind: cached
+
   Routing by database (HAProxy :$pg_port parses the startup packet through the agent):
     psql "host=127.0.0.1 port=$pg_port user=postgres dbname=app1 sslmode=disable" -c 'table whoami'
     psql "host=127.0.0.1 port=$pg_port user=postgres dbname=app2 sslmode=disable" -c 'table whoami'
@@ -164,7 +227,7 @@ cat <<EOF
 
   Agent:   curl http://127.0.0.1:$admin_port/metrics | grep spoa_route
            curl -X POST 'http://127.0.0.1:$admin_port/invalidate?id=app1.localhost'
-  Logs:    $work/{agent,haproxy}.log
+  Logs:    $work/{agent,haproxy,platform}.log
 
 EOF
 
@@ -176,13 +239,21 @@ if [ "$wait_for_ctrl_c" -eq 0 ]; then
     code403=$(curl -s -o /dev/null -w '%{http_code}' -H 'Host: metadata.localhost' "http://127.0.0.1:$http_port/")
     db1=$(psql -XAtq "host=127.0.0.1 port=$pg_port user=postgres dbname=app1 sslmode=disable" -c 'table whoami' || true)
     db2=$(psql -XAtq "host=127.0.0.1 port=$pg_port user=postgres dbname=app2 sslmode=disable" -c 'table whoami' || true)
+    # The cold start: backend 3 is not listening; the first request wakes it and waits.
+    asleep=no
+    ss -Htln "sport = :$web3_port" | grep -q . || asleep=yes
+    cold=$(curl -s -D - -H 'Host: sleepy.localhost' "http://127.0.0.1:$http_port/" | tr -d '\r')
+    kind1=$(sed -n 's/^x-route-kind: //Ip' <<<"$cold")
+    kind2=$(curl -s -o /dev/null -D - -H 'Host: sleepy.localhost' "http://127.0.0.1:$http_port/" |
+            tr -d '\r' | sed -n 's/^x-route-kind: //Ip')
     if [[ "$out1" == *"backend 1"* && "$out2" == *"backend 2"* && "$code404" == 404 &&
-          "$code403" == 403 && "$db1" == app1 && "$db2" == app2 ]]; then
-        say "self-check passed"
+          "$code403" == 403 && "$db1" == app1 && "$db2" == app2 && "$asleep" == yes &&
+          "$cold" == *"backend 3"* && "$kind1" == cold && ( "$kind2" == cached || "$kind2" == warm ) ]]; then
+        say "self-check passed (cold start: $(grep -o 'ready after [0-9]* ms' "$work/agent.log" | head -1))"
         exit 0
     fi
-    say "self-check FAILED: '$out1' '$out2' $code404 $code403 '$db1' '$db2'"
-    tail -20 "$work/agent.log" "$work/haproxy.log" >&2
+    say "self-check FAILED: '$out1' '$out2' $code404 $code403 '$db1' '$db2' asleep=$asleep cold='$kind1' then '$kind2'"
+    tail -20 "$work/agent.log" "$work/haproxy.log" "$work/platform.log" >&2
     exit 1
 fi
 

@@ -111,6 +111,9 @@ std::optional<resolve_error> cold_starter::wait(const std::string& key, const st
         if (const auto f = failed_.find(key); f != failed_.end()) {
             if (f->second.first > now) {
                 resolve_error e = f->second.second;
+                // Refused at once, not waited for: 503 whatever the failure was (a timed-out
+                // start must not answer 504 in no time).
+                e.code = error_code::unavailable;
                 e.reason = "start of '" + id + "' failed recently: " + e.reason;
                 return e;
             }

@@ -183,10 +183,15 @@ void endpoint_health::check_result(endpoint_state& s, bool ok, const std::string
                        s.check_successes_);
         }
         if (s.circuit() != endpoint_state::breaker::closed) {
-            // The cool-down must be over before a check may close the circuit.
+            // The cool-down must be over before a check may close the circuit; the check is then
+            // the half-open trial (open -> half-open -> closed, never open -> closed directly).
             const bool cooled = steady_ms() - s.opened_at_ms_.load(std::memory_order_relaxed) >=
                                 static_cast<std::uint64_t>(breaker_.cooldown.count());
-            if (s.circuit() == endpoint_state::breaker::half_open || cooled) report_success(s);
+            if (s.circuit() == endpoint_state::breaker::open && cooled) {
+                transition(s, endpoint_state::breaker::half_open,
+                           "cool-down over, check is the trial");
+            }
+            if (s.circuit() == endpoint_state::breaker::half_open) report_success(s);
         } else {
             s.breaker_failures_.store(0, std::memory_order_relaxed);
         }
