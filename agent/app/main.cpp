@@ -11,6 +11,8 @@
 #include "spoa/agent/agent.hpp"
 #include "spoa/agent/version.hpp"
 #include "spoa/handlers/examples.hpp"
+#include "spoa/handlers/routing/chain_resolver.hpp"
+#include "spoa/handlers/routing/remote_resolver.hpp"
 #include "spoa/handlers/routing/router.hpp"
 #include "spoa/handlers/routing/routing_config.hpp"
 #include "spoa/handlers/routing/static_resolver.hpp"
@@ -134,6 +136,7 @@ int main(int argc, char** argv) {
     // Routing: the resolver, the cache and the checks run on their own service loop.
     std::shared_ptr<spoa::handlers::service_loop> service;
     std::shared_ptr<spoa::routing::static_resolver> static_routes;
+    std::shared_ptr<spoa::routing::remote_resolver> remote;
     std::unique_ptr<spoa::routing::router> router;
     try {
         if (!routing_config_path.empty()) {
@@ -145,8 +148,28 @@ int main(int argc, char** argv) {
                 return 0;
             }
             service = std::make_shared<spoa::handlers::service_loop>();
-            router = std::make_unique<spoa::routing::router>(static_routes, rc.ssrf, rc.router,
-                                                             service, logger);
+            // resolver.type: static (the file's routes), remote (the control plane), or chain
+            // (the file's routes first, the control plane for the ids they do not know).
+            std::shared_ptr<spoa::routing::resolver> active = static_routes;
+            using kind = spoa::routing::routing_config::resolver_kind;
+            if (rc.resolver != kind::static_routes) {
+                remote =
+                    std::make_shared<spoa::routing::remote_resolver>(*rc.remote, service, logger);
+                if (rc.resolver == kind::remote) {
+                    active = remote;
+                } else {
+                    active = std::make_shared<spoa::routing::chain_resolver>(static_routes, remote);
+                }
+            }
+            router = std::make_unique<spoa::routing::router>(active, rc.ssrf, rc.router, service,
+                                                             logger);
+            if (remote) {
+                // Control-plane pushes run on the service loop, which ends before the router.
+                remote->set_invalidation_handler(
+                    [r = router.get()](std::string id, std::optional<spoa::routing::protocol> p) {
+                        r->invalidate(id, p);
+                    });
+            }
         } else if (check_config) {
             std::printf("no --config given: nothing to check\n");
             return 0;
@@ -160,6 +183,10 @@ int main(int argc, char** argv) {
         spoa::agent agent(cfg);
         if (router) {
             router->attach(agent);
+            if (remote) {
+                agent.metrics().add_collector(
+                    [remote](std::string& out) { remote->render_metrics(out); });
+            }
             agent.on_reload([&] {
                 if (auto err = static_routes->reload()) {
                     logger->error("reload of {} failed, keeping the current routes: {}",
