@@ -27,6 +27,7 @@ pgsrv_port=${DEMO_PGSERVER_PORT:-5433}
 smtp_port=${DEMO_SMTP_PORT:-2525}      # frontends of the shipped config the demo does not use
 mysql_port=${DEMO_MYSQL_PORT:-3307}
 tls_port=${DEMO_TLS_PORT:-8443}
+feedback_port=${DEMO_FEEDBACK_PORT:-$((agent_port + 2))}  # UDP: HAProxy's log lines to the agent
 
 say() { printf '\033[1m== %s\033[0m\n' "$*"; }
 
@@ -160,6 +161,10 @@ ssrf:
   mode: allowlist
   allow: [127.0.0.0/8]
 metadata_variables: {tenant: tenant}
+# Passive health signals: HAProxy's log lines (connect failures open circuits).
+passive: {listen: "127.0.0.1:$feedback_port"}
+health: {type: tcp, interval_ms: 2000, rise: 2, fall: 3}
+breaker: {failures: 3, cooldown_ms: 5000}
 # Cold starts: a request for a sleeping backend is held while the platform starts it (one wake
 # per backend, however many requests wait), then forwarded; 504 if it is not up in time.
 cold_start:
@@ -194,6 +199,7 @@ if [ "$major" -gt 3 ] || { [ "$major" -eq 3 ] && [ "$minor" -ge 1 ]; }; then cfg
 export SPOA_AGENT_ADDR="127.0.0.1:$agent_port" SPOA_HTTP_BIND="127.0.0.1:$http_port" \
        SPOA_PG_BIND="127.0.0.1:$pg_port" SPOA_SMTP_BIND="127.0.0.1:$smtp_port" \
        SPOA_MYSQL_BIND="127.0.0.1:$mysql_port" SPOA_TLS_BIND="127.0.0.1:$tls_port" SPOA_SPOE_CONF="$cfg_dir/spoe-routing.conf" \
+       SPOA_FEEDBACK_LOG="127.0.0.1:$feedback_port" \
        SPOA_STATS_SOCKET="$work/haproxy.sock"
 haproxy -f "$cfg_dir/haproxy.cfg" >"$work/haproxy.log" 2>&1 &
 pids+=($!)

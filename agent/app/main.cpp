@@ -6,12 +6,14 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <future>
 #include <iostream>
 
 #include "spoa/agent/agent.hpp"
 #include "spoa/agent/version.hpp"
 #include "spoa/handlers/examples.hpp"
 #include "spoa/handlers/routing/chain_resolver.hpp"
+#include "spoa/handlers/routing/feedback_log.hpp"
 #include "spoa/handlers/routing/remote_resolver.hpp"
 #include "spoa/handlers/routing/router.hpp"
 #include "spoa/handlers/routing/routing_config.hpp"
@@ -138,6 +140,7 @@ int main(int argc, char** argv) {
     std::shared_ptr<spoa::routing::static_resolver> static_routes;
     std::shared_ptr<spoa::routing::remote_resolver> remote;
     std::unique_ptr<spoa::routing::router> router;
+    std::unique_ptr<spoa::routing::feedback_log> feedback;
     try {
         if (!routing_config_path.empty()) {
             auto rc = spoa::routing::load_routing_config(routing_config_path);
@@ -169,6 +172,23 @@ int main(int argc, char** argv) {
                     [r = router.get()](std::string id, std::optional<spoa::routing::protocol> p) {
                         r->invalidate(id, p);
                     });
+            }
+            if (rc.feedback_listen) {
+                // Passive health signals: HAProxy's log lines over UDP. Bound on the service
+                // loop; a bind error stops the start like any other configuration error.
+                feedback = std::make_unique<spoa::routing::feedback_log>(*service, *router, *active,
+                                                                         logger);
+                std::promise<std::string> bound;
+                service->post([&](uv_loop_t*) {
+                    try {
+                        feedback->listen(*rc.feedback_listen);
+                        bound.set_value({});
+                    } catch (const std::exception& e) {
+                        bound.set_value(e.what());
+                    }
+                });
+                if (auto err = bound.get_future().get(); !err.empty())
+                    throw std::runtime_error(err);
             }
         } else if (check_config) {
             std::printf("no --config given: nothing to check\n");
@@ -217,6 +237,7 @@ int main(int argc, char** argv) {
     }
     // The service loop's tasks refer to the router: end the loop before the router.
     if (service) service->join();
+    feedback.reset();
     router.reset();
     return 0;
 }

@@ -94,9 +94,17 @@ endpoint_health::verdict endpoint_health::admit(endpoint_state& s) noexcept {
 }
 
 void endpoint_health::report_success(endpoint_state& s) noexcept {
-    s.breaker_failures_.store(0, std::memory_order_relaxed);
-    if (s.circuit() != endpoint_state::breaker::closed) {
-        transition(s, endpoint_state::breaker::closed, "trial succeeded");
+    switch (s.circuit()) {
+        case endpoint_state::breaker::closed:
+            s.breaker_failures_.store(0, std::memory_order_relaxed);
+            return;
+        case endpoint_state::breaker::half_open:
+            transition(s, endpoint_state::breaker::closed, "trial succeeded");
+            return;
+        case endpoint_state::breaker::open:
+            // A success logged for a connection made before the circuit opened says nothing
+            // about now: only a half-open trial may close it.
+            return;
     }
 }
 
