@@ -44,6 +44,7 @@ int main(int argc, char** argv) {
     long hello_timeout = 5000;
     long deadline = 1000;
     long drain_timeout = 10000;
+    long drain_grace = 0;
     bool no_fragmentation = false;
     std::size_t max_reassembly = 1024 * 1024;
     std::string unix_mode;
@@ -87,6 +88,11 @@ int main(int argc, char** argv) {
         ->default_val(1000);
     app.add_option("--drain-timeout", drain_timeout, "Longest graceful drain on SIGTERM, ms")
         ->default_val(10000);
+    app.add_option("--drain-grace", drain_grace,
+                   "On SIGTERM, keep serving this many ms while failing health checks before "
+                   "draining (set to spop-check fall x inter)")
+        ->check(CLI::NonNegativeNumber)
+        ->default_val(0);
     app.add_flag("--no-fragmentation", no_fragmentation,
                  "Do not announce fragmentation (HAProxy 2.6 then refuses oversized NOTIFYs)");
     app.add_option("--max-reassembly", max_reassembly, "Cap on a reassembled NOTIFY payload, bytes")
@@ -131,6 +137,7 @@ int main(int argc, char** argv) {
     cfg.hello_timeout = ms(hello_timeout);
     cfg.handler_deadline = ms(deadline);
     cfg.drain_timeout = ms(drain_timeout);
+    cfg.drain_grace = ms(drain_grace);
     cfg.fragmentation = !no_fragmentation;
     cfg.max_reassembled_size = max_reassembly;
     cfg.logger = logger;

@@ -94,6 +94,7 @@ void runtime::start() {
     ctx.session.capabilities.async = false;  // ACKs always go back on the NOTIFY's connection
     ctx.session.capabilities.fragmentation = config.fragmentation;
     ctx.session.max_reassembled_size = config.max_reassembled_size;
+    ctx.session.refuse_healthchecks = &ctx.draining;
 
     // Every socket is opened here, before any thread runs, so that bind errors reach the caller.
     std::vector<std::vector<listener_socket>> per_worker(threads);
@@ -175,7 +176,10 @@ void runtime::start() {
 
 void runtime::stop(bool drain) noexcept {
     if (!started) return;
-    if (drain) draining.store(true);
+    if (drain) {
+        draining.store(true);
+        ctx.draining.store(true);
+    }
     for (auto& w : workers)
         w->request_stop(drain);
 }

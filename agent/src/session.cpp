@@ -71,6 +71,12 @@ void session::handle_hello(const frame& f) {
         return;
     }
     engine_id_.assign(hello.engine_id);
+    if (hello.healthcheck && settings_.refuse_healthchecks != nullptr &&
+        settings_.refuse_healthchecks->load(std::memory_order_relaxed)) {
+        // Draining: fail HAProxy's check so that it stops sending new work here.
+        disconnect(protocol::status_code::normal, "agent is draining", close_reason::local);
+        return;
+    }
     protocol::encode_agent_hello(out_, negotiated_);
     if (hello.healthcheck) {
         // spop-spec §7.3: answer the check, then close; no DISCONNECT exchange needed.

@@ -4,6 +4,7 @@
 // host (the connection), which dispatches them to handlers. Kept I/O-free so that it can be
 // tested and fuzzed without sockets.
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -19,6 +20,9 @@ namespace spoa::detail {
 struct session_settings {
     protocol::agent_capabilities capabilities;
     std::size_t max_reassembled_size = 1024 * 1024;
+    /// While set, health-check HELLOs are refused (AGENT-DISCONNECT), so that HAProxy marks the
+    /// agent DOWN during a drain's grace period while traffic is still served.
+    const std::atomic<bool>* refuse_healthchecks = nullptr;
 };
 
 class session_host {

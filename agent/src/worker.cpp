@@ -472,7 +472,7 @@ void worker::on_wake() noexcept {
     const int req = stop_request_.load();
     if (req == 2 && !stopping_) {
         stop_now();
-    } else if (req == 1 && !draining_ && !stopping_) {
+    } else if (req == 1 && !draining_ && !stopping_ && !grace_started_) {
         begin_drain();
     }
 }
@@ -487,6 +487,19 @@ void worker::on_sweep() noexcept {
 }
 
 void worker::begin_drain() noexcept {
+    const auto grace = static_cast<std::uint64_t>(ctx_.config->drain_grace.count());
+    if (grace > 0 && !grace_started_) {
+        // Grace period: keep accepting and serving while health checks fail, until HAProxy has
+        // marked the agent DOWN and stopped opening connections to it; closing the listeners
+        // at once would leave HAProxy's new connections refused and their requests waiting
+        // for `timeout processing`.
+        grace_started_ = true;
+        uv_timer_start(
+            &drain_timer_,
+            [](uv_timer_t* t) noexcept { static_cast<worker*>(t->loop->data)->begin_drain(); },
+            grace, 0);
+        return;
+    }
     draining_ = true;
     for (uv_handle_t* h : listeners_) {
         if (!uv_is_closing(h)) uv_close(h, delete_listener);

@@ -41,6 +41,8 @@ struct shared_context {
     spdlog::logger* log = nullptr;
     std::atomic<std::size_t> connections{0};
     std::atomic<std::uint64_t> next_connection_id{1};
+    /// Set when a drain starts: health checks are refused from then on.
+    std::atomic<bool> draining{false};
 };
 
 class worker {
@@ -139,6 +141,7 @@ class worker {
     log_limiter log_limiter_;
     std::uint64_t suppressed_ = 0;
     bool draining_ = false;
+    bool grace_started_ = false;
     bool stopping_ = false;
     bool handles_closed_ = false;
 };

@@ -125,3 +125,40 @@ TEST_CASE("drain: stop(false) closes at once, connections before HELLO are just 
 }
 
 }  // namespace spoa::testing
+
+namespace spoa::testing {
+
+TEST_CASE("drain grace: health checks refused, traffic served, then the drain", "[drain]") {
+    auto cfg = test_config();
+    cfg.drain_grace = 400ms;
+    cfg.drain_timeout = 5000ms;
+    test_agent a(cfg);
+    handlers::register_echo(a.agent());
+    a.start();
+    auto before = a.connect_ready();
+
+    a.agent().stop(true);
+    auto stopped = std::async(std::launch::async, [&] { a.agent().wait(); });
+
+    // During the grace: a health check gets AGENT-DISCONNECT instead of AGENT-HELLO (HAProxy's
+    // spop-check then marks the agent DOWN) ...
+    auto check = a.connect();
+    check.send_hello(hello_options::healthcheck_hello());
+    CHECK(check.expect_disconnect() == 0);
+    // ... while new and existing connections are still served.
+    auto during = a.connect_ready();
+    during.send_notify(5, 1, message_spec{"echo", {{"x", typed_value::int64(7)}}});
+    const auto ack = during.expect(ft::ack);
+    CHECK(ack.stream_id == 5);
+    CHECK(ack.actions() == std::vector<owned_action>{set_txn("x", typed_value::int64(7))});
+    CHECK(stopped.wait_for(100ms) == std::future_status::timeout);
+
+    // After the grace, the drain proper: every connection is told, the agent stops.
+    CHECK(before.expect_disconnect(2s) == 0);
+    CHECK(during.expect_disconnect(2s) == 0);
+    before.close();
+    during.close();
+    CHECK(stopped.wait_for(3s) == std::future_status::ready);
+}
+
+}  // namespace spoa::testing

@@ -57,8 +57,12 @@ struct agent_config {
     /// A frame not answered by its handlers within this time is answered anyway (with the
     /// actions that are ready), so HAProxy never waits its whole `timeout processing` on us.
     std::chrono::milliseconds handler_deadline{1000};
-    /// How long a drain may take before connections are closed regardless.
+    /// How long a drain may take before connections are closed regardless (after the grace).
     std::chrono::milliseconds drain_timeout{10000};
+    /// Before draining, keep accepting and serving this long while health checks are refused,
+    /// so HAProxy marks the agent DOWN first; set it to (fall x inter) of `option spop-check`
+    /// for restarts without a single failed request. 0 = drain at once.
+    std::chrono::milliseconds drain_grace{0};
     /// After our DISCONNECT, how long to wait for the peer to close.
     std::chrono::milliseconds close_linger{1000};
 

@@ -31,6 +31,8 @@ class chain_resolver final : public resolver {
     /// calls and errors as the chain answered them; invalidations of both resolvers.
     [[nodiscard]] resolver_stats stats() const override;
     [[nodiscard]] std::string_view name() const noexcept override { return "chain"; }
+    // reports_state() stays false: an id may belong to the fixed table, whose state never
+    // changes, so cold starts of chained routes rely on the readiness probe alone.
 
     [[nodiscard]] resolver& first() noexcept { return *first_; }
     [[nodiscard]] resolver& fallback() noexcept { return *fallback_; }

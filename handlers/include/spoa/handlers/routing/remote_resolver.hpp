@@ -107,6 +107,8 @@ class remote_resolver final : public resolver {
     /// calls/errors of `resolve`, and the `invalidate` pushes received.
     [[nodiscard]] resolver_stats stats() const override;
     [[nodiscard]] std::string_view name() const noexcept override { return "remote"; }
+    /// The control plane reports live states: a cold start waits for it to say `ready`.
+    [[nodiscard]] bool reports_state() const noexcept override { return true; }
 
     using invalidation_handler = std::function<void(std::string id, std::optional<protocol> p)>;
     /// Called on the service loop for every `invalidate` push (any thread may set it; an empty
