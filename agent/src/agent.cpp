@@ -201,8 +201,8 @@ void runtime::wait() {
 }
 
 void runtime::run() {
-    start();
     if (!config.handle_signals) {
+        start();
         wait();
         return;
     }
@@ -240,6 +240,18 @@ void runtime::run() {
     uv_signal_start(
         &sighup, [](uv_signal_t* h, int) noexcept { static_cast<runtime*>(h->data)->reload(); },
         SIGHUP);
+    // The signal handlers are in place before start() says "listening": a SIGTERM sent as soon
+    // as the agent is reachable must drain it, not kill it (the default action). libuv holds
+    // such a signal until uv_run below, when stop() applies to the started agent.
+    try {
+        start();
+    } catch (...) {
+        for (uv_signal_t* h : {&sigterm, &sigint, &sighup})
+            uv_close(reinterpret_cast<uv_handle_t*>(h), nullptr);
+        uv_run(&loop, UV_RUN_DEFAULT);
+        uv_loop_close(&loop);
+        throw;
+    }
     uv_async_init(&loop, &done, [](uv_async_t* h) noexcept { uv_stop(h->loop); });
     {
         std::lock_guard lock(mutex);

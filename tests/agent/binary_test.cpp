@@ -87,6 +87,21 @@ TEST_CASE("binary: a second SIGTERM during a slow drain exits at once", "[binary
     CHECK(p.child.output().find("stopping now") != std::string::npos);
 }
 
+TEST_CASE("binary: SIGTERM as soon as it says listening drains, never kills", "[binary]") {
+    // The signal handlers must be installed before the "listening" line: a supervisor that
+    // sends SIGTERM right after the agent came up must get a drain and exit code 0, not a
+    // death by signal (exit 128 + 15). The window is short, so try a few times.
+    for (int i = 0; i < 5; ++i) {
+        INFO("attempt " << i);
+        agent_process p;
+        p.child.signal(SIGTERM);
+        const auto status = p.child.wait_exit(5s);
+        INFO(p.child.output());
+        REQUIRE(status);
+        CHECK(*status == 0);
+    }
+}
+
 TEST_CASE("binary: bad arguments exit with status 2", "[binary]") {
     child_process bad({SPOA_AGENT_BINARY, "--listen", "nonsense", "--example", "echo"});
     const auto status = bad.wait_exit(5s);
