@@ -47,6 +47,17 @@ class async_state {
     async_state(std::shared_ptr<mailbox> box, pending_frame* frame, std::size_t budget)
         : box_(std::move(box)), frame_(frame), budget_(budget) {}
 
+    /// Loop thread: prepares a pooled state for another handler call (the mailbox stays the
+    /// worker's, so no reference count is touched).
+    void reuse(pending_frame* frame, std::size_t budget) noexcept {
+        frame_ = frame;
+        budget_ = budget;
+        actions.clear();
+        refused = 0;
+        next_in_frame = nullptr;
+        abandoned_.store(false, std::memory_order_relaxed);
+    }
+
     protocol::byte_buffer actions;  ///< written by the handler's thread until done()
     /// Actions the handler's async_reply refused (too big, bad name); handed over by done() so
     /// that the loop counts them like a sync handler's (spoa_actions_refused_total).

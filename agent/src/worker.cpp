@@ -61,6 +61,8 @@ worker::~worker() {
     for (const auto& l : listener_fds_) {
         if (l.fd >= 0) ::close(l.fd);  // never handed to a handle (start() failed)
     }
+    for (async_state* s : state_pool_)
+        delete s;
 }
 
 void worker::start(std::vector<listener_socket> listeners, std::function<void()> on_exit) {
@@ -298,7 +300,7 @@ void worker::dispatch(connection& c, std::uint64_t stream_id, std::uint64_t fram
                 if (r.refused() != 0) stats_.actions_refused.inc(r.refused());
                 continue;
             }
-            auto* s = new async_state(mailbox_, p, budget);
+            async_state* s = acquire_state(p, budget);
             s->next_in_frame = p->states;
             p->states = s;
             ++p->outstanding;
@@ -339,6 +341,23 @@ void worker::write_ack(connection& c, std::uint64_t sid, std::uint64_t fid,
     stats_.handler_latency.observe(static_cast<double>(uv_hrtime() - started_ns) * 1e-9);
 }
 
+async_state* worker::acquire_state(pending_frame* p, std::size_t budget) {
+    if (state_pool_.empty()) return new async_state(mailbox_, p, budget);
+    async_state* s = state_pool_.back();
+    state_pool_.pop_back();
+    s->reuse(p, budget);
+    return s;
+}
+
+void worker::release_state(async_state* s) noexcept {
+    // A state only comes back here after its handler called done(): nobody else holds it.
+    if (s->actions.capacity() > 65536 || state_pool_.size() >= pending_pool_cap) {
+        delete s;
+        return;
+    }
+    state_pool_.push_back(s);
+}
+
 void worker::complete(async_state* s) noexcept {
     pending_frame* p = s->frame();
     // Unlink the state from its frame's list of outstanding states.
@@ -360,7 +379,7 @@ void worker::complete(async_state* s) noexcept {
     }
     // Refusals inside an async reply count like a sync handler's (they were not counted).
     if (s->refused != 0) stats_.actions_refused.inc(s->refused);
-    delete s;
+    release_state(s);
     if (p == dispatching_) return;  // dispatch() answers once every handler has been called
     if (p->answered) {
         if (p->outstanding == 0) release_pending(p);

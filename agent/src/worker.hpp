@@ -98,6 +98,9 @@ class worker {
     void arm_deadline() noexcept;
 
     pending_frame* acquire_pending();
+    /// Async handler states are pooled too: no allocation per async call once warm.
+    async_state* acquire_state(pending_frame* p, std::size_t budget);
+    void release_state(async_state* s) noexcept;
     void release_pending(pending_frame* p) noexcept;
     /// Writes the ACK of `p` and forgets it (or parks it until its late completions return).
     void answer(pending_frame* p, bool expired) noexcept;
@@ -128,6 +131,7 @@ class worker {
     std::vector<async_state*> completions_;
     std::vector<std::unique_ptr<pending_frame>> pending_owned_;
     std::vector<pending_frame*> pending_free_;
+    std::vector<async_state*> state_pool_;
 
     // Dispatch scratch, reused for every frame.
     protocol::notify_decoder decoder_;

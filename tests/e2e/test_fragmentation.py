@@ -30,7 +30,7 @@ FRAME = 1024
 # spoa_frames_received_total{type="UNSET"} is exported but never incremented (only HELLO,
 # DISCONNECT and complete NOTIFYs are counted), so fragments are invisible in /metrics. While
 # True, a 0 there is an XFAIL (logged), the right count an XPASS (failure: drop the flag).
-KNOWN_BUG_UNSET_METRIC = True
+KNOWN_BUG_UNSET_METRIC = False  # fixed: UNSET frames are counted
 
 
 def post(env, fe_port, body):
