@@ -401,9 +401,10 @@ class Env:
         return os.path.join(self.tmpdir, name)
 
     def socket_dir(self):
-        """A directory for Unix sockets: the temp dir unless its path is too long for
-        sun_path (108 bytes), then a short one under /tmp, removed at cleanup."""
-        if len(self.tmpdir) < 80:
+        """A directory for Unix sockets: the temp dir unless a socket path in it could be
+        too long (sun_path holds 108 bytes, HAProxy's `stats socket` takes at most 97), then
+        a short one under /tmp, removed at cleanup."""
+        if len(self.tmpdir) <= 60:
             return self.tmpdir
         if self._short_dir is None:
             self._short_dir = tempfile.mkdtemp(prefix="spoa-e2e-", dir="/tmp")
