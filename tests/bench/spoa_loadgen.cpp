@@ -23,6 +23,19 @@
 /// `idle_ready connections=N`, keeps them open for --hold seconds (0: until SIGINT/SIGTERM) and
 /// prints `spoa_loadgen: idle connections=N established=... closed_by_peer=... errors=...`.
 ///
+/// Routing mode (--message route-http): each NOTIFY carries one message `route-http` with the
+/// arguments of the shipped HAProxy configuration (host string, path string, IPv4 src; see
+/// handlers/include/spoa/handlers/routing/contract.hpp). The host is one of --hosts warm names
+/// `w<i>.<--host-suffix>`, taken in turn; with --miss-rate P a fraction P of the requests
+/// (exactly: an accumulator, not a coin) uses a name never sent before,
+/// `m<n>-<pid>-<thread>.miss.<--host-suffix>`, so each of them is a route cache miss whatever
+/// the throughput. Every ACK is validated: either a decision (set-var txn.ip IPV4/IPV6,
+/// txn.port 1-65535, txn.resource = the host sent, txn.cache) or a refusal (txn.status set),
+/// which is counted apart from the decisions (`refusals=`) and makes the exit status 1 unless
+/// --refusals-ok. Decisions are what ack_per_s and the latency histogram count; the result
+/// line adds `message=route-http decisions=... refusals=... misses_sent=... cache_hit=...
+/// cache_miss=... cache_coalesced=... cache_other=...` (the cache labels the agent answered).
+///
 /// --free-port prints a free TCP port on 127.0.0.1 and exits (for scripts).
 /// Exit status: 0 when every connection was established and every frame answered correctly,
 /// 1 otherwise, 2 for usage errors.
@@ -67,7 +80,8 @@ extern "C" void on_signal(int) {
 
 // ---- options ----------------------------------------------------------------------------------
 
-enum class expect_mode : std::uint8_t { echo, empty, any };
+enum class expect_mode : std::uint8_t { echo, empty, any, route };
+enum class message_kind : std::uint8_t { echo, route_http };
 
 struct options {
     sockaddr_in target{};
@@ -83,13 +97,21 @@ struct options {
     double hold_s = 0;
     unsigned max_connecting = 256;
     bool quiet = false;
+    // --message route-http
+    message_kind message = message_kind::echo;
+    unsigned hosts = 4;
+    double miss_rate = 0;
+    std::string host_suffix = "bench.localhost";
+    bool refusals_ok = false;
 };
 
 void usage() {
     std::fprintf(stderr,
                  "usage: spoa_loadgen --target HOST:PORT [--connections N] [--inflight K]\n"
                  "                    [--threads 1|2] [--warmup S] [--duration S]\n"
-                 "                    [--expect echo|empty|any] [--quiet]\n"
+                 "                    [--expect echo|empty|any|route] [--quiet]\n"
+                 "                    [--message echo|route-http] [--hosts N] [--miss-rate P]\n"
+                 "                    [--host-suffix S] [--refusals-ok]\n"
                  "       spoa_loadgen --target HOST:PORT --idle N [--hold S]\n"
                  "       spoa_loadgen --free-port\n");
 }
@@ -192,10 +214,41 @@ struct workload {
         if (!w.finish(sp::haproxy_default_max_frame_size)) std::abort();
     }
 
+    // --message route-http: one payload per warm host, built once; misses are encoded per frame.
+    static constexpr std::string_view route_path = "/api/v1/items?id=42&sort=desc";
+    std::vector<std::string> warm_hosts;
+    std::vector<sp::byte_buffer> warm_payloads;
+    std::string miss_tag;  ///< "-<pid>-": names never sent by an earlier run against the agent
+
+    void setup_route(const options& opt) {
+        for (unsigned i = 0; i < opt.hosts; ++i) {
+            warm_hosts.push_back("w" + std::to_string(i) + "." + opt.host_suffix);
+            warm_payloads.emplace_back();
+            encode_route(warm_payloads.back(), warm_hosts.back());
+        }
+        miss_tag = "-" + std::to_string(static_cast<long>(getpid())) + "-";
+    }
+
+    /// Replaces `out` with the LIST-OF-MESSAGES of one route-http for `host`.
+    static void encode_route(sp::byte_buffer& out, std::string_view host) {
+        out.clear();
+        const std::array<sp::argument, 3> route_args{{
+            {"host", sp::typed_value::string(host)},
+            {"path", sp::typed_value::string(route_path)},
+            {"src", sp::typed_value::ipv4({192, 0, 2, 10})},
+        }};
+        sp::encode_message(out, "route-http", route_args);
+    }
+
     /// Appends one NOTIFY frame (FIN) with these ids.
     void encode_notify(sp::byte_buffer& out, std::uint64_t sid, std::uint64_t fid) const {
-        const std::size_t len =
-            1 + 4 + sp::varint_size(sid) + sp::varint_size(fid) + payload.size();
+        encode_notify(out, sid, fid, payload.view());
+    }
+
+    /// Appends one NOTIFY frame (FIN) with these ids and this LIST-OF-MESSAGES.
+    static void encode_notify(sp::byte_buffer& out, std::uint64_t sid, std::uint64_t fid,
+                              sp::bytes_view body) {
+        const std::size_t len = 1 + 4 + sp::varint_size(sid) + sp::varint_size(fid) + body.size();
         std::uint8_t* p = out.prepare(sp::length_prefix_size + len);
         p[0] = static_cast<std::uint8_t>(len >> 24);
         p[1] = static_cast<std::uint8_t>(len >> 16);
@@ -209,8 +262,8 @@ struct workload {
         std::size_t n = 9;
         n += sp::encode_varint(sid, p + n);
         n += sp::encode_varint(fid, p + n);
-        std::memcpy(p + n, payload.data(), payload.size());
-        out.commit(n + payload.size());
+        std::memcpy(p + n, body.data(), body.size());
+        out.commit(n + body.size());
     }
 };
 
@@ -225,6 +278,7 @@ struct connection {
     std::vector<std::uint64_t> slot_sid;   ///< stream-id in flight in each slot, 0 = free
     std::vector<std::uint64_t> slot_sent;  ///< when its NOTIFY was written
     std::vector<std::uint32_t> free_slots;
+    std::vector<std::string> slot_host;  ///< route-http: the host each slot's NOTIFY carries
     std::uint64_t next_sid = 1;
     std::size_t outstanding = 0;
     sp::byte_buffer out;
@@ -254,6 +308,13 @@ struct thread_result {
     std::uint64_t unanswered = 0;
     std::uint64_t closed_by_peer = 0;
     std::uint64_t established = 0;
+    // route-http
+    std::uint64_t refusals = 0;     ///< ACKs with txn.status (any time)
+    std::uint64_t misses_sent = 0;  ///< NOTIFYs with a never-seen host
+    std::uint64_t cache_hit = 0;    ///< decisions by txn.cache label (any time)
+    std::uint64_t cache_miss = 0;
+    std::uint64_t cache_coalesced = 0;
+    std::uint64_t cache_other = 0;
 };
 
 class engine {
@@ -344,6 +405,7 @@ class engine {
         if (opt_.idle == 0) {
             c->slot_sid.assign(opt_.inflight, 0);
             c->slot_sent.assign(opt_.inflight, 0);
+            if (opt_.message == message_kind::route_http) c->slot_host.resize(opt_.inflight);
             for (std::uint32_t i = opt_.inflight; i-- > 0;)
                 c->free_slots.push_back(i);
         }
@@ -488,8 +550,30 @@ class engine {
             c.slot_sent[slot] = now;
             ++c.outstanding;
             ++res_.sent_total;
+            if (opt_.message == message_kind::route_http) {
+                encode_route_notify(c, slot, sid);
+                continue;
+            }
             work_.encode_notify(c.out, sid, slot + 1);
         }
+    }
+
+    /// route-http: a warm host in turn, or (a --miss-rate fraction) a host never sent before.
+    void encode_route_notify(connection& c, std::uint32_t slot, std::uint64_t sid) {
+        std::string& host = c.slot_host[slot];
+        miss_credit_ += opt_.miss_rate;
+        if (miss_credit_ >= 1.0) {
+            miss_credit_ -= 1.0;
+            ++res_.misses_sent;
+            host.assign("m").append(std::to_string(next_miss_++)).append(work_.miss_tag);
+            host.append(std::to_string(index_)).append(".miss.").append(opt_.host_suffix);
+            workload::encode_route(scratch_, host);
+            workload::encode_notify(c.out, sid, slot + 1, scratch_.view());
+            return;
+        }
+        const std::size_t i = next_warm_++ % work_.warm_hosts.size();
+        host = work_.warm_hosts[i];
+        workload::encode_notify(c.out, sid, slot + 1, work_.warm_payloads[i].view());
     }
 
     void flush(connection& c) {
@@ -610,7 +694,16 @@ class engine {
         c.free_slots.push_back(static_cast<std::uint32_t>(slot));
         --c.outstanding;
         mark_dirty(c);
-        if (!check_actions(f)) return;
+        if (opt_.expect == expect_mode::route) {
+            const route_answer a = check_route(f, c.slot_host[slot]);
+            if (a == route_answer::invalid) return;
+            if (a == route_answer::refusal) {
+                ++res_.acks_total;  // answered, but not a decision: neither rate nor latency
+                return;
+            }
+        } else if (!check_actions(f)) {
+            return;
+        }
         ++res_.acks_total;
         if (measuring_) {
             ++res_.acks;
@@ -634,6 +727,7 @@ class engine {
                       static_cast<unsigned long long>(f.stream_id), actions_.size());
                 return false;
             case expect_mode::echo:
+            case expect_mode::route:  // checked by check_route
                 break;
         }
         const auto& args = work_.args;
@@ -648,6 +742,75 @@ class engine {
                   static_cast<unsigned long long>(f.stream_id), actions_.size());
         }
         return ok;
+    }
+
+    enum class route_answer : std::uint8_t { invalid, decision, refusal };
+
+    /// route-http: a decision (ip, port, resource = the host sent, cache) or a refusal (status).
+    route_answer check_route(const sp::frame& f, std::string_view host) {
+        const auto sid = static_cast<unsigned long long>(f.stream_id);
+        if (const sp::error e = sp::decode_actions(f.payload, actions_); e != sp::error::none) {
+            error("ACK sid=%llu: undecodable actions: %s", sid,
+                  std::string(sp::to_string(e)).c_str());
+            return route_answer::invalid;
+        }
+        const sp::action* ip = nullptr;
+        const sp::action* port = nullptr;
+        const sp::action* resource = nullptr;
+        const sp::action* cache = nullptr;
+        const sp::action* status = nullptr;
+        const sp::action* reason = nullptr;
+        for (const sp::action& a : actions_) {
+            if (a.type != sp::action_type::set_var || a.scope != sp::var_scope::txn) continue;
+            if (a.name == "ip") ip = &a;
+            if (a.name == "port") port = &a;
+            if (a.name == "resource") resource = &a;
+            if (a.name == "cache") cache = &a;
+            if (a.name == "status") status = &a;
+            if (a.name == "reason") reason = &a;
+        }
+        if (status) {
+            ++res_.refusals;
+            if (refusal_lines_++ < 3) {
+                const std::string_view why = reason && reason->value.type() == sp::data_type::string
+                                                 ? reason->value.as_string()
+                                                 : std::string_view("?");
+                std::fprintf(stderr, "spoa_loadgen: refusal for %.*s: status %lld '%.*s'\n",
+                             static_cast<int>(host.size()), host.data(),
+                             status->value.is_integer()
+                                 ? static_cast<long long>(status->value.as_int64())
+                                 : -1LL,
+                             static_cast<int>(why.size()), why.data());
+            }
+            return route_answer::refusal;
+        }
+        const bool ip_ok = ip && (ip->value.type() == sp::data_type::ipv4 ||
+                                  ip->value.type() == sp::data_type::ipv6);
+        const bool port_ok = port && port->value.is_integer() && port->value.as_int64() >= 1 &&
+                             port->value.as_int64() <= 65535;
+        const bool resource_ok = resource && resource->value.type() == sp::data_type::string &&
+                                 resource->value.as_string() == host;
+        const bool cache_ok = cache && cache->value.type() == sp::data_type::string;
+        if (!ip_ok || !port_ok || !resource_ok || !cache_ok) {
+            error(
+                "ACK sid=%llu for %.*s: not a routing decision (ip %s, port %s, resource %s, "
+                "cache %s; %zu actions)",
+                sid, static_cast<int>(host.size()), host.data(), ip_ok ? "ok" : "bad",
+                port_ok ? "ok" : "bad", resource_ok ? "ok" : "bad", cache_ok ? "ok" : "bad",
+                actions_.size());
+            return route_answer::invalid;
+        }
+        const std::string_view label = cache->value.as_string();
+        if (label == "hit") {
+            ++res_.cache_hit;
+        } else if (label == "miss") {
+            ++res_.cache_miss;
+        } else if (label == "coalesced") {
+            ++res_.cache_coalesced;
+        } else {
+            ++res_.cache_other;
+        }
+        return route_answer::decision;
     }
 
     // -- phases
@@ -729,6 +892,11 @@ class engine {
     std::vector<epoll_event> events_;
     std::vector<sp::action> actions_;
     thread_result res_;
+    sp::byte_buffer scratch_;      ///< route-http: a miss's LIST-OF-MESSAGES
+    double miss_credit_ = 0;       ///< route-http: --miss-rate accumulator
+    std::uint64_t next_miss_ = 0;  ///< route-http: miss host counter
+    std::uint64_t next_warm_ = 0;  ///< route-http: warm host counter
+    std::uint64_t refusal_lines_ = 0;
     std::uint64_t started_ = 0;
     std::uint64_t failed_ = 0;
     std::uint64_t connecting_ = 0;
@@ -776,9 +944,25 @@ int main(int argc, char** argv) {
     args.get("--hold", opt.hold_s);
     args.get("--max-connecting", opt.max_connecting);
     opt.quiet = args.flag("--quiet");
-    std::string expect = "echo";
+    std::string message = "echo";
+    args.get("--message", message);
+    if (message == "echo") {
+        opt.message = message_kind::echo;
+    } else if (message == "route-http") {
+        opt.message = message_kind::route_http;
+    } else {
+        usage();
+        return 2;
+    }
+    args.get("--hosts", opt.hosts);
+    args.get("--miss-rate", opt.miss_rate);
+    args.get("--host-suffix", opt.host_suffix);
+    opt.refusals_ok = args.flag("--refusals-ok");
+    std::string expect = opt.message == message_kind::route_http ? "route" : "echo";
     args.get("--expect", expect);
-    if (expect == "echo") {
+    if (expect == "route") {
+        opt.expect = expect_mode::route;
+    } else if (expect == "echo") {
         opt.expect = expect_mode::echo;
     } else if (expect == "empty") {
         opt.expect = expect_mode::empty;
@@ -802,6 +986,17 @@ int main(int argc, char** argv) {
         usage();
         return 2;
     }
+    if ((opt.message == message_kind::route_http) != (opt.expect == expect_mode::route) &&
+        opt.expect != expect_mode::any) {
+        std::fprintf(stderr, "spoa_loadgen: --expect %s does not fit --message %s\n",
+                     expect.c_str(), message.c_str());
+        return 2;
+    }
+    if (opt.message == message_kind::route_http &&
+        (opt.hosts < 1 || opt.miss_rate < 0 || opt.miss_rate > 1 || opt.host_suffix.empty())) {
+        usage();
+        return 2;
+    }
     const std::size_t total_conns = opt.idle != 0 ? opt.idle : opt.connections;
     if (total_conns < opt.threads) opt.threads = static_cast<unsigned>(total_conns);
 
@@ -811,7 +1006,8 @@ int main(int argc, char** argv) {
     sigaction(SIGINT, &sa, nullptr);
     sigaction(SIGTERM, &sa, nullptr);
 
-    const workload work;
+    workload work;
+    if (opt.message == message_kind::route_http) work.setup_route(opt);
     std::barrier<> ready(opt.threads);
     shared_state shared;
     shared.opt = &opt;
@@ -842,6 +1038,12 @@ int main(int argc, char** argv) {
         total.unanswered += r.unanswered;
         total.closed_by_peer += r.closed_by_peer;
         total.established += r.established;
+        total.refusals += r.refusals;
+        total.misses_sent += r.misses_sent;
+        total.cache_hit += r.cache_hit;
+        total.cache_miss += r.cache_miss;
+        total.cache_coalesced += r.cache_coalesced;
+        total.cache_other += r.cache_other;
     }
 
     if (opt.idle != 0) {
@@ -869,7 +1071,24 @@ int main(int argc, char** argv) {
         static_cast<unsigned long long>(total.established),
         static_cast<unsigned long long>(total.acks_total),
         static_cast<unsigned long long>(total.sent_total), cpu, 100.0 * cpu / opt.duration_s);
+    if (opt.message == message_kind::route_http) {
+        // A second line; the first keeps its meaning (acks and ack_per_s count decisions, the
+        // latency histogram too; refusals are only in acks_total).
+        std::printf(
+            "spoa_loadgen: message=route-http hosts=%u miss_rate=%g decisions=%llu "
+            "decisions_per_s=%.0f refusals=%llu misses_sent=%llu cache_hit=%llu cache_miss=%llu "
+            "cache_coalesced=%llu cache_other=%llu\n",
+            opt.hosts, opt.miss_rate, static_cast<unsigned long long>(total.acks),
+            static_cast<double>(total.acks) / opt.duration_s,
+            static_cast<unsigned long long>(total.refusals),
+            static_cast<unsigned long long>(total.misses_sent),
+            static_cast<unsigned long long>(total.cache_hit),
+            static_cast<unsigned long long>(total.cache_miss),
+            static_cast<unsigned long long>(total.cache_coalesced),
+            static_cast<unsigned long long>(total.cache_other));
+    }
     const bool ok = total.errors == 0 && total.unanswered == 0 &&
-                    total.established == opt.connections && total.acks_total == total.sent_total;
+                    total.established == opt.connections && total.acks_total == total.sent_total &&
+                    (total.refusals == 0 || opt.refusals_ok);
     return ok ? 0 : 1;
 }

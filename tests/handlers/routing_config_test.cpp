@@ -1,0 +1,263 @@
+// The routing configuration file: the shipped example loads with the values it states, and every
+// malformed file is refused with "<file>:<line>: <problem>".
+
+#include <catch2/catch.hpp>
+
+#include <string>
+#include <vector>
+
+#include "spoa/handlers/routing/routing_config.hpp"
+#include "spoa/handlers/routing/static_resolver.hpp"
+#include "test_util.hpp"
+
+namespace spoa::routing {
+namespace {
+
+using namespace std::chrono_literals;
+
+ip_address ip(std::string_view text) {
+    return *ip_address::parse(text);
+}
+
+std::string parse_error(const std::string& yaml, const std::string& origin = "inline.yaml") {
+    try {
+        (void)parse_routing_config(yaml, origin);
+    } catch (const std::runtime_error& e) {
+        return e.what();
+    }
+    return "(no error)";
+}
+
+std::string load_error(const std::string& path) {
+    try {
+        (void)load_routing_config(path);
+    } catch (const std::runtime_error& e) {
+        return e.what();
+    }
+    return "(no error)";
+}
+
+}  // namespace
+
+TEST_CASE("config: the shipped example configuration loads", "[config]") {
+    const auto path = (test::source_dir() / "haproxy" / "routing.example.yaml").string();
+    const auto cfg = load_routing_config(path);
+    CHECK(cfg.path == path);
+    CHECK(cfg.resolver == routing_config::resolver_kind::static_routes);
+    CHECK_FALSE(cfg.remote.has_value());
+    CHECK(cfg.router.resolve_timeout == 800ms);
+    CHECK(cfg.router.cache.ttl == 1000ms);
+    CHECK(cfg.router.cache.negative_ttl == 5000ms);
+    CHECK(cfg.router.cache.max_entries == 100000);
+
+    CHECK(cfg.ssrf.policy_mode() == ssrf_policy::mode::allowlist);
+    CHECK(cfg.ssrf.check(ip("127.0.0.1"), 9001) == std::nullopt);
+    CHECK(cfg.ssrf.check(ip("10.1.2.3"), 80) == std::nullopt);
+    CHECK(cfg.ssrf.check(ip("172.20.0.1"), 80) == std::nullopt);
+    CHECK(cfg.ssrf.check(ip("192.168.1.1"), 80) == std::nullopt);
+    CHECK(cfg.ssrf.check(ip("fd00::1"), 80) == std::nullopt);
+    CHECK(cfg.ssrf.check(ip("8.8.8.8"), 80) == "8.8.8.8 is not in the allowlist");
+    CHECK(cfg.ssrf.check(ip("169.254.169.254"), 80) ==
+          "169.254.169.254 is in 169.254.0.0/16 (link-local, cloud metadata (RFC 3927))");
+
+    CHECK(cfg.router.postgres.resource_from == postgres_options::source::database);
+    CHECK(cfg.router.postgres.ssl_request_route.empty());
+    CHECK(cfg.router.postgres.cancel_request_route.empty());
+    CHECK(cfg.router.tcp_services.size() == 2);
+    CHECK(cfg.router.tcp_services.at("smtp") == tcp_key::dst_port);
+    CHECK(cfg.router.tcp_services.at("mysql") == tcp_key::dst_port);
+    CHECK(cfg.router.metadata_variables ==
+          std::map<std::string, std::string>{{"tenant", "tenant"}});
+
+    // Its routes load in the static resolver as well.
+    static_resolver routes(path);
+    const auto t = routes.table();
+    CHECK(t->size() == 9);
+    CHECK(t->find(protocol::http, "app1.localhost") != nullptr);
+    CHECK(t->find(protocol::http, "x.preview.localhost") != nullptr);
+    CHECK(t->find(protocol::postgres, "app2") != nullptr);
+    CHECK(t->find(protocol::tcp, "smtp:2525") != nullptr);
+    CHECK(t->find(protocol::tls, "secure.localhost") != nullptr);
+    const auto* suspended = t->find(protocol::http, "suspended.localhost");
+    REQUIRE(suspended != nullptr);
+    CHECK(std::get<resolve_error>(*suspended).reason == "tenant suspended");
+}
+
+TEST_CASE("config: an empty configuration gives the defaults", "[config]") {
+    const auto cfg = parse_routing_config("", "empty.yaml");
+    CHECK(cfg.path == "empty.yaml");
+    CHECK(cfg.resolver == routing_config::resolver_kind::static_routes);
+    CHECK(cfg.ssrf.policy_mode() == ssrf_policy::mode::blocklist);
+    CHECK(cfg.ssrf.check(ip("127.0.0.1"), 80) == "127.0.0.1 is in 127.0.0.0/8 (loopback)");
+    CHECK(cfg.router.cache.ttl == 1000ms);
+    CHECK(cfg.router.postgres.resource_from == postgres_options::source::database);
+    CHECK(cfg.router.tcp_services.empty());
+    CHECK(cfg.router.metadata_variables.empty());
+}
+
+TEST_CASE("config: configuration values are read", "[config]") {
+    const auto cfg = parse_routing_config(R"(
+resolver:
+  type: chain
+  timeout_ms: 300
+  remote:
+    address: 127.0.0.1:7070
+    timeout_ms: 120
+    reconnect_min_ms: 10
+    reconnect_max_ms: 900
+    max_pending: 42
+cache: {ttl_ms: 20, negative_ttl_ms: 30, max_entries: 64}
+ssrf:
+  mode: blocklist
+  block: [8.8.8.0/24, "2606:4700::/32"]
+postgres:
+  resource_from: endpoint
+  ssl_request: route:default-db
+  cancel_request: route:cancels
+tcp:
+  services: {smtp: authority, mysql: dst_addr, ldap: src, imaps: sni, redis: dst}
+metadata_variables: {tenant: tenant_id, plan: x.plan}
+)",
+                                          "values.yaml");
+    CHECK(cfg.resolver == routing_config::resolver_kind::chain);
+    REQUIRE(cfg.remote.has_value());
+    CHECK(cfg.remote->address.host == "127.0.0.1");
+    CHECK(cfg.remote->address.port == 7070);
+    CHECK(cfg.remote->call_timeout == 120ms);
+    CHECK(cfg.remote->reconnect_min == 10ms);
+    CHECK(cfg.remote->reconnect_max == 900ms);
+    CHECK(cfg.remote->max_pending == 42);
+    CHECK(cfg.router.resolve_timeout == 300ms);
+    CHECK(cfg.router.cache.ttl == 20ms);
+    CHECK(cfg.router.cache.negative_ttl == 30ms);
+    CHECK(cfg.router.cache.max_entries == 64);
+    CHECK(cfg.ssrf.policy_mode() == ssrf_policy::mode::blocklist);
+    CHECK(cfg.ssrf.check(ip("8.8.8.8")) == "8.8.8.8 is in 8.8.8.0/24 (configured block)");
+    CHECK(cfg.ssrf.check(ip("2606:4700::1111")) ==
+          "2606:4700::1111 is in 2606:4700::/32 (configured block)");
+    CHECK(cfg.ssrf.check(ip("10.0.0.1")) == "10.0.0.1 is in 10.0.0.0/8 (private (RFC 1918))");
+    CHECK(cfg.ssrf.check(ip("1.1.1.1")) == std::nullopt);
+    CHECK(cfg.router.postgres.resource_from == postgres_options::source::endpoint);
+    CHECK(cfg.router.postgres.ssl_request_route == "default-db");
+    CHECK(cfg.router.postgres.cancel_request_route == "cancels");
+    CHECK(cfg.router.tcp_services.at("smtp") == tcp_key::authority);
+    CHECK(cfg.router.tcp_services.at("mysql") == tcp_key::dst_addr);
+    CHECK(cfg.router.tcp_services.at("ldap") == tcp_key::src);
+    CHECK(cfg.router.tcp_services.at("imaps") == tcp_key::sni);
+    CHECK(cfg.router.tcp_services.at("redis") == tcp_key::dst);
+    CHECK(cfg.router.metadata_variables ==
+          std::map<std::string, std::string>{{"plan", "x.plan"}, {"tenant", "tenant_id"}});
+
+    const auto remote = parse_routing_config(
+        "resolver: {type: remote, remote: {address: 'unix:/run/cp.sock'}}\n", "r.yaml");
+    CHECK(remote.resolver == routing_config::resolver_kind::remote);
+    CHECK(remote.remote->address.type == listen_address::kind::unix_socket);
+    CHECK(remote.remote->address.path == "/run/cp.sock");
+    CHECK(remote.remote->call_timeout == 250ms);
+
+    for (const char* key : {"database", "user", "endpoint", "sni"}) {
+        INFO(key);
+        CHECK_NOTHROW(parse_routing_config(std::string("postgres: {resource_from: ") + key + "}\n",
+                                           "pg.yaml"));
+    }
+    const auto reject = parse_routing_config("postgres: {ssl_request: reject}\n", "pg.yaml");
+    CHECK(reject.router.postgres.ssl_request_route.empty());
+}
+
+TEST_CASE("config: malformed configurations name the file and the line", "[config]") {
+    // (yaml, line, problem): the error must be exactly "<origin>:<line>: <problem>".
+    struct bad_case {
+        const char* what;
+        std::string yaml;
+        int line;
+        std::string problem;
+    };
+    const std::vector<bad_case> cases{
+        {"unknown section", "cache: {ttl_ms: 5}\nroutez: {}\n", 2, "unknown section 'routez'"},
+        {"not a map", "- a\n- b\n", 1, "the file must be a YAML map"},
+        {"bad CIDR in block", "ssrf:\n  mode: blocklist\n  block: [10.0.0.0/8, 10.0.0.0/33]\n", 3,
+         "'10.0.0.0/33' is not a CIDR (e.g. 10.0.0.0/8, fd00::/8)"},
+        {"bad CIDR in allow", "ssrf:\n  mode: allowlist\n  allow:\n    - 10.0.0.0/8\n    - nope\n",
+         5, "'nope' is not a CIDR (e.g. 10.0.0.0/8, fd00::/8)"},
+        {"allow is not a list", "ssrf:\n  mode: allowlist\n  allow: 10.0.0.0/8\n", 3,
+         "allow must be a list of CIDRs"},
+        {"allowlist without allow", "ssrf:\n  mode: allowlist\n", 2,
+         "ssrf.mode allowlist needs a non-empty ssrf.allow"},
+        {"allowlist with an empty allow", "ssrf:\n  mode: allowlist\n  allow: []\n", 2,
+         "ssrf.mode allowlist needs a non-empty ssrf.allow"},
+        {"bad ssrf mode", "ssrf:\n  mode: maybe\n", 2, "ssrf.mode must be allowlist or blocklist"},
+        {"bad resource_from", "postgres:\n  resource_from: table\n", 2,
+         "postgres.resource_from must be database, user, endpoint or sni"},
+        {"bad ssl_request", "postgres:\n  ssl_request: \"route:\"\n", 2,
+         "postgres.ssl_request must be reject or route:<resource-id>"},
+        {"bad cancel_request", "postgres:\n  cancel_request: accept\n", 2,
+         "postgres.cancel_request must be reject or route:<resource-id>"},
+        {"bad tcp key", "tcp:\n  services:\n    smtp: dst_prt\n", 3,
+         "routing key must be dst_port, dst, dst_addr, src, authority or sni"},
+        {"tcp services not a map", "tcp:\n  services: [smtp]\n", 2,
+         "tcp.services must map a service name to a key"},
+        {"bad metadata variable name", "metadata_variables:\n  tenant: bad-name\n", 2,
+         "'bad-name' is not a valid HAProxy variable name"},
+        {"metadata variables not a map", "metadata_variables: [tenant]\n", 1,
+         "metadata_variables must map a metadata key to a variable name"},
+        {"metadata variable replacing a routing variable", "metadata_variables:\n  addr: ip\n", 2,
+         "'ip' is a routing variable (txn.route.ip): metadata must not replace it"},
+        {"metadata variable replacing a routing variable",
+         "metadata_variables:\n  a: b\n  c: status\n", 3,
+         "'status' is a routing variable (txn.route.status): metadata must not replace it"},
+        {"bad resolver type", "resolver:\n  type: dns\n", 2,
+         "resolver.type must be static, remote or chain"},
+        {"remote without address", "resolver:\n  type: remote\n", 2,
+         "resolver.type remote needs resolver.remote.address"},
+        {"remote block without address",
+         "resolver:\n  type: remote\n  remote:\n    timeout_ms: 5\n", 4,
+         "resolver.remote.address is required"},
+        {"bad remote address", "resolver:\n  remote:\n    address: nowhere\n", 3,
+         "listen address 'nowhere' is not host:port, [v6]:port or unix:/path"},
+        {"negative duration", "cache:\n  ttl_ms: -5\n", 2, "a duration must not be negative"},
+        {"duration not a number", "resolver:\n  timeout_ms: soon\n", 2,
+         "expected a number of milliseconds"},
+        {"bad endpoint", "routes:\n  http:\n    a.example.com:\n      endpoints: [10.0.0.1]\n", 4,
+         "endpoint '10.0.0.1' is not host:port (IPv6 needs brackets)"},
+        {"endpoint port out of range",
+         "routes:\n  http:\n    a.example.com: {endpoints: [10.0.0.1:0]}\n", 3,
+         "endpoint '10.0.0.1:0': host must be set and port within 1-65535"},
+        {"unknown protocol in routes", "routes:\n  http: {}\n  smtp:\n    x: {endpoints: [a:1]}\n",
+         3, "unknown protocol 'smtp' (http, postgres, tcp, tls)"},
+        {"route without endpoints", "routes:\n  tls:\n    s.example.com: {metadata: {a: b}}\n", 3,
+         "a route needs endpoints, paths or error"},
+    };
+    test::temp_dir dir;
+    for (const auto& c : cases) {
+        INFO(c.what << ":\n" << c.yaml);
+        CHECK(parse_error(c.yaml, "inline.yaml") ==
+              "inline.yaml:" + std::to_string(c.line) + ": " + c.problem);
+        const auto path = dir.write("case.yaml", c.yaml);
+        CHECK(load_error(path) == path + ":" + std::to_string(c.line) + ": " + c.problem);
+    }
+}
+
+TEST_CASE("config: YAML errors name the file and the line", "[config]") {
+    // Errors raised by yaml-cpp itself (syntax, or a value of the wrong type) carry its message.
+    const std::vector<std::pair<std::string, int>> cases{
+        {"cache:\n  ttl_ms: 5\n  max_entries: [1, 2\n", 4},               // unclosed flow sequence
+        {"cache:\n  max_entries: lots\n", 2},                             // not a number
+        {"resolver:\n  remote:\n    address: {a: b}\n", 3},               // not a string
+        {"ssrf:\n  mode: blocklist\n  block: [{a: b}]\n", 3},             // not a string
+        {"routes:\n  http:\n    a: {endpoints: [a:1], ttl_ms: x}\n", 3},  // not a number
+        {"routes:\n  http:\n    a:\n      error: forbidden\n      retry_after_ms: soon\n", 5},
+    };
+    test::temp_dir dir;
+    for (const auto& [yaml, line] : cases) {
+        INFO(yaml);
+        const std::string want = ":" + std::to_string(line) + ":";
+        const auto inline_err = parse_error(yaml, "inline.yaml");
+        CHECK_THAT(inline_err, Catch::Matchers::StartsWith("inline.yaml" + want));
+        const auto path = dir.write("case.yaml", yaml);
+        CHECK_THAT(load_error(path), Catch::Matchers::StartsWith(path + want));
+    }
+    CHECK_THAT(load_error((dir.path() / "absent.yaml").string()),
+               Catch::Matchers::EndsWith("absent.yaml: cannot read the file"));
+}
+
+}  // namespace spoa::routing
