@@ -1,26 +1,44 @@
 #include "spoa/agent/reply.hpp"
 
+#include <array>
+
 #include "async_state.hpp"
 
 namespace spoa {
 
+namespace {
+
+// spop-spec §5.3: HAProxy silently ignores names with other characters. A table, because every
+// variable of every answer is checked.
+constexpr std::array<bool, 256> name_chars = [] {
+    std::array<bool, 256> t{};
+    for (int c = 'a'; c <= 'z'; ++c)
+        t[static_cast<std::size_t>(c)] = true;
+    for (int c = 'A'; c <= 'Z'; ++c)
+        t[static_cast<std::size_t>(c)] = true;
+    for (int c = '0'; c <= '9'; ++c)
+        t[static_cast<std::size_t>(c)] = true;
+    t['_'] = true;
+    t['.'] = true;
+    return t;
+}();
+
+}  // namespace
+
 bool reply::valid_name(std::string_view name) noexcept {
-    // spop-spec §5.3: HAProxy silently ignores names with other characters.
     if (name.empty()) return false;
-    for (const char c : name) {
-        const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-                        (c >= '0' && c <= '9') || c == '_' || c == '.';
-        if (!ok) return false;
-    }
-    return true;
+    bool ok = true;
+    for (const char c : name)
+        ok &= name_chars[static_cast<unsigned char>(c)];
+    return ok;
 }
 
 bool reply::set(var_scope scope, std::string_view name, const typed_value& value) {
-    if (!out_ || !valid_name(name) || out_->size() + protocol::set_var_size(name, value) > limit_) {
+    if (!out_ || !valid_name(name) ||
+        !protocol::encode_set_var_within(*out_, limit_, scope, name, value)) {
         ++refused_;
         return false;
     }
-    protocol::encode_set_var(*out_, scope, name, value);
     ++count_;
     return true;
 }

@@ -245,7 +245,7 @@ void worker::dispatch(connection& c, std::uint64_t stream_id, std::uint64_t fram
         stats_.messages[message_slot(h)].inc();
         if (h != handler_table::npos && table.at(h).is_async()) any_async = true;
     }
-    const message_origin origin{c.id(), c.sess().engine_id(), stream_id, frame_id};
+    const message_origin origin{c.id(), c.sess().engine_id(), stream_id, frame_id, started};
     const std::uint32_t frame_limit = c.sess().frame_limit();
 
     if (!any_async) {
@@ -317,7 +317,7 @@ void worker::dispatch(connection& c, std::uint64_t stream_id, std::uint64_t fram
     if (p->outstanding == 0) {
         // Every async handler completed during the call (e.g. a cache hit): answer now.
         p->answered = true;
-        write_ack(c, stream_id, frame_id, p->actions.view(), p->failed, started);
+        batch_clock_ns_ = write_ack(c, stream_id, frame_id, p->actions.view(), p->failed, started);
         c.frame_answered(false);
         release_pending(p);
         return;
@@ -328,9 +328,9 @@ void worker::dispatch(connection& c, std::uint64_t stream_id, std::uint64_t fram
     if (was_empty) arm_deadline();
 }
 
-void worker::write_ack(connection& c, std::uint64_t sid, std::uint64_t fid,
-                       protocol::bytes_view actions, bool failed,
-                       std::uint64_t started_ns) noexcept {
+std::uint64_t worker::write_ack(connection& c, std::uint64_t sid, std::uint64_t fid,
+                                protocol::bytes_view actions, bool failed,
+                                std::uint64_t started_ns) noexcept {
     protocol::ack_writer ack(c.out(), sid, fid, c.sess().frame_limit());
     if (!failed && !actions.empty() && !ack.append_encoded(actions)) {
         stats_.actions_refused.inc();
@@ -338,7 +338,9 @@ void worker::write_ack(connection& c, std::uint64_t sid, std::uint64_t fid,
     if (ack.payload_size() == 0) (void)ack.unset_var(protocol::var_scope::txn, noop_var);
     ack.finish();
     stats_.frames_out[static_cast<std::size_t>(sent_kind::ack)].inc();
-    stats_.handler_latency.observe(static_cast<double>(uv_hrtime() - started_ns) * 1e-9);
+    const std::uint64_t done = uv_hrtime();
+    stats_.handler_latency.observe(static_cast<double>(done - started_ns) * 1e-9);
+    return done;
 }
 
 async_state* worker::acquire_state(pending_frame* p, std::size_t budget) {

@@ -104,8 +104,10 @@ class worker {
     void release_pending(pending_frame* p) noexcept;
     /// Writes the ACK of `p` and forgets it (or parks it until its late completions return).
     void answer(pending_frame* p, bool expired) noexcept;
-    void write_ack(connection& c, std::uint64_t sid, std::uint64_t fid,
-                   protocol::bytes_view actions, bool failed, std::uint64_t started_ns) noexcept;
+    /// Returns the clock reading that ended the frame (the next frame of the batch starts there).
+    std::uint64_t write_ack(connection& c, std::uint64_t sid, std::uint64_t fid,
+                            protocol::bytes_view actions, bool failed,
+                            std::uint64_t started_ns) noexcept;
     void handler_failed(std::string_view message, const char* what) noexcept;
     [[nodiscard]] std::size_t message_slot(std::size_t handler) const noexcept;
 

@@ -40,6 +40,17 @@ void encode_set_var(byte_buffer& out, var_scope scope, std::string_view name,
     out.commit(static_cast<std::size_t>(p - start));
 }
 
+bool encode_set_var_within(byte_buffer& out, std::size_t limit, var_scope scope,
+                           std::string_view name, const typed_value& value) {
+    if (out.size() > limit) return false;
+    const std::size_t room = limit - out.size();
+    const std::size_t bound =
+        3 + max_varint_size + name.size() + detail::max_typed_value_size(value);
+    if (bound > room && set_var_size(name, value) > room) return false;
+    encode_set_var(out, scope, name, value);
+    return true;
+}
+
 void encode_unset_var(byte_buffer& out, var_scope scope, std::string_view name) {
     std::uint8_t* p = out.prepare(3);
     p[0] = static_cast<std::uint8_t>(action_type::unset_var);

@@ -245,6 +245,31 @@ TEST_CASE("ack: encode_set_var/encode_unset_var bytes and sizes", "[ack]") {
     CHECK(set_var_size(long_name, typed_value::int64(-1)) == 3 + 2 + 300 + 11);
 }
 
+TEST_CASE("ack: encode_set_var_within stops exactly at its limit", "[ack]") {
+    const std::string long_value(200, 'v');
+    for (const typed_value& v :
+         {typed_value::int32(42), typed_value::uint64(UINT64_MAX), typed_value::string(long_value),
+          typed_value::ipv6(std::array<std::uint8_t, 16>{}), typed_value::boolean(true)}) {
+        const std::size_t exact = set_var_size("route.ip", v);
+        byte_buffer out;
+        out.append(std::string_view("prefix"));
+        const std::size_t base = out.size();
+        // One byte short: refused, nothing written (even though the upper bound would not fit).
+        CHECK_FALSE(encode_set_var_within(out, base + exact - 1, var_scope::txn, "route.ip", v));
+        CHECK(out.size() == base);
+        // Exactly enough: written, the same bytes as encode_set_var.
+        REQUIRE(encode_set_var_within(out, base + exact, var_scope::txn, "route.ip", v));
+        CHECK(out.size() == base + exact);
+        byte_buffer plain;
+        encode_set_var(plain, var_scope::txn, "route.ip", v);
+        CHECK(to_hex(out).substr(to_hex(out).size() - to_hex(plain).size()) == to_hex(plain));
+    }
+    byte_buffer over;
+    over.append(std::string_view("0123456789"));
+    CHECK_FALSE(encode_set_var_within(over, 4, var_scope::txn, "a", typed_value::int32(1)));
+    CHECK(over.size() == 10);
+}
+
 TEST_CASE("ack: actions that would exceed max_frame_size are refused", "[ack]") {
     constexpr std::uint32_t limit = 256;
     byte_buffer out;

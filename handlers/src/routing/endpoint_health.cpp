@@ -64,8 +64,13 @@ void endpoint_health::transition(endpoint_state& s, endpoint_state::breaker to,
 }
 
 endpoint_health::verdict endpoint_health::admit(endpoint_state& s) noexcept {
-    const std::uint64_t now = steady_ms();
-    s.last_used_ms_.store(now, std::memory_order_relaxed);
+    return admit(s, steady_ms());
+}
+
+endpoint_health::verdict endpoint_health::admit(endpoint_state& s, std::uint64_t now) noexcept {
+    // Written at most once per millisecond: every loop thread passes here on every decision.
+    if (s.last_used_ms_.load(std::memory_order_relaxed) < now)
+        s.last_used_ms_.store(now, std::memory_order_relaxed);
     if (!s.healthy()) {
         rejected_unhealthy_.fetch_add(1, std::memory_order_relaxed);
         return verdict::unhealthy;
@@ -75,8 +80,10 @@ endpoint_health::verdict endpoint_health::admit(endpoint_state& s) noexcept {
         case endpoint_state::breaker::closed:
             return verdict::ok;
         case endpoint_state::breaker::open:
-            if (now - s.opened_at_ms_.load(std::memory_order_relaxed) <
-                static_cast<std::uint64_t>(breaker_.cooldown.count())) {
+            // `now` may be a little older than the opening (a caller's earlier reading).
+            if (const std::uint64_t opened = s.opened_at_ms_.load(std::memory_order_relaxed);
+                now < opened ||
+                now - opened < static_cast<std::uint64_t>(breaker_.cooldown.count())) {
                 rejected_open_.fetch_add(1, std::memory_order_relaxed);
                 return verdict::open;
             }

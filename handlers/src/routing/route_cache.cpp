@@ -24,18 +24,22 @@ void route_cache::uncache(shard& s, slot& sl) noexcept {
 }
 
 route_cache::lookup_result route_cache::peek(std::string_view key) {
-    shard& s = shard_for(key);
-    const std::uint64_t now = steady_ms();
+    return peek(key, steady_ms());
+}
+
+route_cache::lookup_result route_cache::peek(std::string_view key, std::uint64_t now) {
+    const hashed_key k{key, key_hash{}(key)};
+    shard& s = shards_[k.hash % shard_count];
     std::lock_guard lock(s.mutex);
-    const auto it = s.map.find(key);
+    const auto it = s.map.find(k);
     if (it == s.map.end() || !it->second.cached || it->second.expires_ms <= now) {
         return {lookup_status::miss, nullptr, nullptr};
     }
     if (it->second.route) {
-        hits_.fetch_add(1, std::memory_order_relaxed);
+        ++s.hits;
         return {lookup_status::hit, it->second.route, nullptr};
     }
-    negative_hits_.fetch_add(1, std::memory_order_relaxed);
+    ++s.negative_hits;
     return {lookup_status::negative_hit, nullptr, it->second.error};
 }
 
@@ -49,10 +53,10 @@ route_cache::lookup_result route_cache::lookup(std::string_view key,
         slot& sl = it->second;
         if (sl.cached && sl.expires_ms > now) {
             if (sl.route) {
-                hits_.fetch_add(1, std::memory_order_relaxed);
+                ++s.hits;
                 return {lookup_status::hit, sl.route, nullptr};
             }
-            negative_hits_.fetch_add(1, std::memory_order_relaxed);
+            ++s.negative_hits;
             return {lookup_status::negative_hit, nullptr, sl.error};
         }
         if (sl.cached) {
@@ -213,8 +217,6 @@ void route_cache::clear() {
 
 cache_stats route_cache::stats() const {
     cache_stats st;
-    st.hits = hits_.load(std::memory_order_relaxed);
-    st.negative_hits = negative_hits_.load(std::memory_order_relaxed);
     st.misses = misses_.load(std::memory_order_relaxed);
     st.coalesced = coalesced_.load(std::memory_order_relaxed);
     st.invalidations = invalidations_.load(std::memory_order_relaxed);
@@ -222,6 +224,8 @@ cache_stats route_cache::stats() const {
         std::lock_guard lock(s.mutex);
         st.entries += s.fifo.size();
         st.evictions += s.evictions;
+        st.hits += s.hits;
+        st.negative_hits += s.negative_hits;
         st.expirations += s.expirations;
         for (const auto& [k, v] : s.map) {
             if (!v.waiters.empty()) ++st.inflight;

@@ -42,6 +42,11 @@ bool path_has_prefix(std::string_view path, std::string_view prefix) noexcept {
     return next == '/' || next == '?' || next == '#';
 }
 
+/// When the agent started on the frame (read once by the worker), else now.
+std::uint64_t started_of(const message& m) noexcept {
+    return m.received_ns() != 0 ? m.received_ns() : now_ns();
+}
+
 void set_decision_time(reply& r, std::uint64_t started_ns) {
     r.set_int(var_scope::txn, contract::var::decision_us,
               static_cast<std::int64_t>((now_ns() - started_ns) / 1000));
@@ -193,7 +198,7 @@ std::size_t router::invalidate(std::string_view raw_id, std::optional<protocol> 
 // ---- per-protocol resource ids ---------------------------------------------------------------
 
 void router::handle_http(const message& m, async_reply reply) {
-    const std::uint64_t started = now_ns();
+    const std::uint64_t started = started_of(m);
     char buf[256];
     const std::string_view host =
         normalize_host(m.try_string(contract::arg::host).value_or(""), buf, sizeof buf);
@@ -213,7 +218,7 @@ void router::handle_http(const message& m, async_reply reply) {
 }
 
 void router::handle_postgres(const message& m, async_reply reply) {
-    const std::uint64_t started = now_ns();
+    const std::uint64_t started = started_of(m);
     const auto startup = parse_postgres_startup(m.try_bytes(contract::arg::startup).value_or(""));
     char sni_buf[256];
     const std::string_view sni =
@@ -295,7 +300,7 @@ void router::handle_postgres(const message& m, async_reply reply) {
 }
 
 void router::handle_tcp(const message& m, async_reply reply) {
-    const std::uint64_t started = now_ns();
+    const std::uint64_t started = started_of(m);
     const std::string_view service = m.try_string(contract::arg::service).value_or("tcp");
     const auto src = m.try_ip(contract::arg::src);
     const auto dst = m.try_ip(contract::arg::dst);
@@ -345,7 +350,7 @@ void router::handle_tcp(const message& m, async_reply reply) {
 }
 
 void router::handle_tls(const message& m, async_reply reply) {
-    const std::uint64_t started = now_ns();
+    const std::uint64_t started = started_of(m);
     char buf[256];
     const std::string_view sni =
         normalize_host(m.try_string(contract::arg::sni).value_or(""), buf, sizeof buf);
@@ -380,7 +385,7 @@ void router::decide(const decision& d, async_reply reply, MakeContext&& make_ctx
         return;
     }
     // Hits are answered right here, on the loop thread, without allocating.
-    const auto fast = cache_.peek(key.view());
+    const auto fast = cache_.peek(key.view(), d.started_ns / 1'000'000);
     if (fast.status == route_cache::lookup_status::hit ||
         fast.status == route_cache::lookup_status::negative_hit) {
         deliver(std::move(reply), d, fast.route, fast.error,
@@ -554,8 +559,15 @@ void router::answer(reply& r, const decision& req,
         return;
     }
     // Round robin over the endpoints the health checks and circuit breakers admit.
+    // The rotation is per loop thread: a shared counter would be one more cache line that
+    // every thread writes on every decision.
+    // Cache hits are answered within the frame's dispatch: its arrival time is the time now.
+    // Answers that waited (a resolve, a cold start) read the clock.
+    const bool in_call = !waited_ms && (cache_label == "hit" || cache_label == "negative");
+    const std::uint64_t now_ms = in_call ? req.started_ns / 1'000'000 : steady_ms();
     const std::size_t n = eps->size();
-    const std::size_t first = round_robin_.fetch_add(1, std::memory_order_relaxed) % n;
+    thread_local std::size_t round_robin = 0;
+    const std::size_t first = n == 1 ? 0 : round_robin++ % n;
     const checked_endpoint* chosen = nullptr;
     for (std::size_t i = 0; i < n && !chosen; ++i) {
         const checked_endpoint& ep = (*eps)[(first + i) % n];
@@ -563,7 +575,7 @@ void router::answer(reply& r, const decision& req,
             chosen = &ep;
             continue;
         }
-        const auto v = health_->admit(*ep.health);
+        const auto v = health_->admit(*ep.health, now_ms);
         if (v == endpoint_health::verdict::ok || v == endpoint_health::verdict::trial) chosen = &ep;
     }
     if (!chosen) {
@@ -589,7 +601,7 @@ void router::answer(reply& r, const decision& req,
         }
     }
     set_decision_time(r, req.started_ns);
-    note_activity(req, *route);
+    note_activity(req, *route, now_ms);
 }
 
 std::shared_ptr<resource_activity> router::activity_of(protocol p, const std::string& key,
@@ -600,12 +612,14 @@ std::shared_ptr<resource_activity> router::activity_of(protocol p, const std::st
     return slot;
 }
 
-void router::note_activity(const decision& d, const checked_route& route) {
+void router::note_activity(const decision& d, const checked_route& route, std::uint64_t now) {
     resource_activity* a = route.activity.get();
     if (!a) return;
-    const std::uint64_t now = steady_ms();
+    // Written at most once per millisecond so that loop threads answering the same resource
+    // do not keep taking the cache line from each other.
     a->decisions.fetch_add(1, std::memory_order_relaxed);
-    a->last_seen_ms.store(now, std::memory_order_relaxed);
+    if (a->last_seen_ms.load(std::memory_order_relaxed) < now)
+        a->last_seen_ms.store(now, std::memory_order_relaxed);
     // Throttled idle signal: one track_activity per resource per interval, whatever the rate.
     std::uint64_t last = a->last_reported_ms.load(std::memory_order_relaxed);
     if ((last == 0 || now - last >= static_cast<std::uint64_t>(opts_.activity_throttle.count())) &&

@@ -31,6 +31,10 @@ enum class action_type : std::uint8_t {
 /// Appends one set-var action: 01 03 scope name value.
 void encode_set_var(byte_buffer& out, var_scope scope, std::string_view name,
                     const typed_value& value);
+/// Appends one set-var action if the buffer stays within `limit` bytes; false (nothing
+/// written) otherwise. The exact size is only computed when the action is near the limit.
+[[nodiscard]] bool encode_set_var_within(byte_buffer& out, std::size_t limit, var_scope scope,
+                                         std::string_view name, const typed_value& value);
 /// Appends one unset-var action: 02 02 scope name.
 void encode_unset_var(byte_buffer& out, var_scope scope, std::string_view name);
 

@@ -95,6 +95,8 @@ class route_cache {
     /// Lock-free for the caller's allocations: a hit or negative hit, else `miss` (nothing
     /// recorded). Lets the hot path find hits without creating a waiter first.
     [[nodiscard]] lookup_result peek(std::string_view key);
+    /// The same with the caller's clock (steady_clock milliseconds): no clock read.
+    [[nodiscard]] lookup_result peek(std::string_view key, std::uint64_t now_ms);
 
     /// On a hit the waiter is left alone. On a miss it is moved into the key's flight: `leader`
     /// means the caller must resolve and then call complete(); `joined` means someone else is.
@@ -132,18 +134,31 @@ class route_cache {
         std::vector<std::unique_ptr<cache_waiter>> waiters;  ///< non-empty = in flight
         std::list<std::string>::iterator order;              ///< position in `fifo` when cached
     };
+    /// A key with its hash, computed once to pick the shard and reused by the shard's map.
+    struct hashed_key {
+        std::string_view key;
+        std::size_t hash;
+        friend bool operator==(const hashed_key& a, const std::string& b) noexcept {
+            return a.key == b;
+        }
+    };
     struct key_hash {
         using is_transparent = void;
         std::size_t operator()(std::string_view s) const noexcept {
             return std::hash<std::string_view>{}(s);
         }
+        std::size_t operator()(const hashed_key& k) const noexcept { return k.hash; }
     };
-    struct shard {
+    /// One cache line apart, and hits counted under the shard's own lock: loop threads
+    /// answering hits from different shards share nothing.
+    struct alignas(64) shard {
         mutable std::mutex mutex;
         std::unordered_map<std::string, slot, key_hash, std::equal_to<>> map;
         std::list<std::string> fifo;  ///< cached keys, oldest first
         std::uint64_t evictions = 0;
         std::uint64_t expirations = 0;
+        std::uint64_t hits = 0;
+        std::uint64_t negative_hits = 0;
     };
 
     static constexpr std::size_t shard_count = 16;
@@ -154,8 +169,6 @@ class route_cache {
     cache_options opts_;
     std::size_t per_shard_limit_;
     shard shards_[shard_count];
-    std::atomic<std::uint64_t> hits_{0};
-    std::atomic<std::uint64_t> negative_hits_{0};
     std::atomic<std::uint64_t> misses_{0};
     std::atomic<std::uint64_t> coalesced_{0};
     std::atomic<std::uint64_t> invalidations_{0};

@@ -110,7 +110,7 @@ class router {
                         std::shared_ptr<const resolve_error> error,
                         std::optional<std::chrono::milliseconds> ttl);
     void render_metrics(std::string& out) const;
-    void note_activity(const decision& d, const checked_route& route);
+    void note_activity(const decision& d, const checked_route& route, std::uint64_t now_ms);
     std::shared_ptr<resource_activity> activity_of(protocol p, const std::string& key,
                                                    const std::string& id);
 
@@ -140,7 +140,6 @@ class router {
     std::unique_ptr<cold_starter> cold_;
     std::mutex activity_mutex_;
     std::unordered_map<std::string, std::shared_ptr<resource_activity>> activity_;
-    std::atomic<std::uint64_t> round_robin_{0};
     std::atomic<std::uint64_t> decisions_ok_[4]{};
     std::atomic<std::uint64_t> decisions_err_[4][5]{};
     std::atomic<std::uint64_t> bad_requests_{0};
