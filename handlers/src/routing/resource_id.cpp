@@ -1,8 +1,29 @@
 #include "spoa/handlers/routing/resource_id.hpp"
 
+#include <array>
+
 namespace spoa::routing {
 
+namespace {
+
+/// Characters that make a host need work: upper case, a port separator, white space.
+constexpr std::array<bool, 256> needs_work = [] {
+    std::array<bool, 256> t{};
+    for (int c = 'A'; c <= 'Z'; ++c)
+        t[static_cast<std::size_t>(c)] = true;
+    t[':'] = t[' '] = t['\t'] = t['['] = true;
+    return t;
+}();
+
+}  // namespace
+
 std::string_view normalize_host(std::string_view host, char* buf, std::size_t cap) noexcept {
+    // Fast path: a host already in normal form (HAProxy can lower-case it, and most clients
+    // send no port) is returned as it is, without a copy.
+    bool plain = !host.empty() && host.back() != '.' && host.size() <= cap;
+    for (const char c : host)
+        plain &= !needs_work[static_cast<unsigned char>(c)];
+    if (plain) return host;
     while (!host.empty() && (host.front() == ' ' || host.front() == '\t'))
         host.remove_prefix(1);
     while (!host.empty() && (host.back() == ' ' || host.back() == '\t'))
@@ -27,10 +48,8 @@ std::string_view normalize_host(std::string_view host, char* buf, std::size_t ca
 }
 
 std::string normalize_host(std::string_view host) {
-    std::string out(host.size(), '\0');
-    const auto v = normalize_host(host, out.data(), out.size());
-    out.resize(v.size());
-    return out;
+    std::string buf(host.size(), '\0');
+    return std::string(normalize_host(host, buf.data(), buf.size()));
 }
 
 }  // namespace spoa::routing

@@ -10,8 +10,8 @@ namespace spoa::routing {
 /// "App.Example.COM.:8443" -> "app.example.com"; "[2001:DB8::1]:80" -> "[2001:db8::1]".
 [[nodiscard]] std::string normalize_host(std::string_view host);
 
-/// Same into a caller buffer (no allocation); returns the view, or an empty view if `host` is
-/// longer than the buffer.
+/// Same into a caller buffer (no allocation); returns the view (into `buf`, or `host` itself
+/// when it is already in normal form), or an empty view if `host` is longer than the buffer.
 [[nodiscard]] std::string_view normalize_host(std::string_view host, char* buf,
                                               std::size_t cap) noexcept;
 
