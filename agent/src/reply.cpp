@@ -49,6 +49,16 @@ bool reply::set_ip(var_scope scope, std::string_view name, const ip_address& add
         addr.is_v4() ? typed_value::ipv4(addr.v4_bytes()) : typed_value::ipv6(addr.v6_bytes()));
 }
 
+bool reply::append_encoded(protocol::bytes_view encoded, std::size_t actions) {
+    if (!out_ || out_->size() + encoded.size() > limit_) {
+        refused_ += actions;
+        return false;
+    }
+    out_->append(encoded);
+    count_ += actions;
+    return true;
+}
+
 bool reply::unset(var_scope scope, std::string_view name) {
     if (!out_ || !valid_name(name) || out_->size() + protocol::unset_var_size(name) > limit_) {
         ++refused_;

@@ -65,7 +65,7 @@ struct check_job {
             }
             return;
         }
-        resolved[i].push_back({ip, ep.port, ep.host, nullptr});
+        resolved[i].push_back({ip, ep.port, ep.host, nullptr, {}});
     }
 };
 

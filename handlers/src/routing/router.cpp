@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <array>
 #include <cstring>
 
 #include "spoa/handlers/routing/contract.hpp"
@@ -45,6 +46,25 @@ bool path_has_prefix(std::string_view path, std::string_view prefix) noexcept {
 /// When the agent started on the frame (read once by the worker), else now.
 std::uint64_t started_of(const message& m) noexcept {
     return m.received_ns() != 0 ? m.received_ns() : now_ns();
+}
+
+// The cache labels and decision kinds of contract.hpp, indexing router::label_kind_actions_.
+constexpr std::array<std::string_view, 4> cache_labels{"hit", "miss", "coalesced", "negative"};
+constexpr std::array<std::string_view, 3> decision_kinds{"cached", "warm", "cold"};
+
+std::size_t label_index(std::string_view label) noexcept {
+    for (std::size_t i = 0; i < cache_labels.size(); ++i)
+        if (cache_labels[i] == label) return i;
+    return cache_labels.size();
+}
+
+std::vector<std::uint8_t> bytes_of(const spoa::protocol::byte_buffer& b) {
+    const auto v = b.view();
+    return {v.begin(), v.end()};
+}
+
+typed_value ip_value(const ip_address& a) noexcept {
+    return a.is_v4() ? typed_value::ipv4(a.v4_bytes()) : typed_value::ipv6(a.v6_bytes());
 }
 
 void set_decision_time(reply& r, std::uint64_t started_ns) {
@@ -132,6 +152,16 @@ router::router(std::shared_ptr<resolver> r, ssrf_policy policy, router_options o
       cold_(std::make_unique<cold_starter>(*service_, *resolver_, checker_, cache_,
                                            opts_.cold_start, log_)) {
     if (!log_) log_ = spdlog::default_logger();
+    for (std::size_t l = 0; l < cache_labels.size(); ++l) {
+        for (std::size_t k = 0; k < decision_kinds.size(); ++k) {
+            spoa::protocol::byte_buffer b;
+            spoa::protocol::encode_set_var(b, var_scope::txn, contract::var::cache,
+                                           typed_value::string(cache_labels[l]));
+            spoa::protocol::encode_set_var(b, var_scope::txn, contract::var::kind,
+                                           typed_value::string(decision_kinds[k]));
+            label_kind_actions_[l][k] = bytes_of(b);
+        }
+    }
     service_->post([this](uv_loop_t*) { health_->start(); });
 }
 
@@ -465,6 +495,7 @@ void router::start_resolve(std::string key, std::string id, resolve_context ctx)
                     return;
                 }
                 checked->activity = activity_of(proto, key, id);
+                encode_answers(*checked);
                 finish_resolve(key, std::move(checked), nullptr, ttl);
             });
         };
@@ -479,6 +510,32 @@ void router::start_resolve(std::string key, std::string id, resolve_context ctx)
             });
         });
     });
+}
+
+void router::encode_answers(checked_route& route) const {
+    const auto encode_target = [](checked_endpoint& ep) {
+        spoa::protocol::byte_buffer b;
+        spoa::protocol::encode_set_var(b, var_scope::txn, contract::var::ip, ip_value(ep.address));
+        spoa::protocol::encode_set_var(b, var_scope::txn, contract::var::port,
+                                       typed_value::int64(ep.port));
+        ep.target_actions = bytes_of(b);
+    };
+    for (auto& ep : route.endpoints)
+        encode_target(ep);
+    for (auto& p : route.paths) {
+        for (auto& ep : p.endpoints)
+            encode_target(ep);
+    }
+    spoa::protocol::byte_buffer meta;
+    route.metadata_count = 0;
+    for (const auto& [key, var] : opts_.metadata_variables) {
+        const auto it = route.metadata.find(key);
+        if (it == route.metadata.end() || !reply::valid_name(var)) continue;
+        spoa::protocol::encode_set_var(meta, var_scope::txn, var, typed_value::string(it->second));
+        ++route.metadata_count;
+    }
+    route.metadata_actions = bytes_of(meta);
+    route.encoded = true;
 }
 
 void router::finish_resolve(const std::string& key, std::shared_ptr<const checked_route> route,
@@ -589,16 +646,28 @@ void router::answer(reply& r, const decision& req,
         return;
     }
     decisions_ok_[proto_index].fetch_add(1, std::memory_order_relaxed);
-    r.set_ip(var_scope::txn, contract::var::ip, chosen->address);
-    r.set_int(var_scope::txn, contract::var::port, chosen->port);
-    r.set_string(var_scope::txn, contract::var::resource, req.id);
-    r.set_string(var_scope::txn, contract::var::cache, cache_label);
-    r.set_string(var_scope::txn, contract::var::kind,
-                 woken ? "cold" : (cache_label == "hit" ? "cached" : "warm"));
-    for (const auto& [key, var] : opts_.metadata_variables) {
-        if (const auto it = route->metadata.find(key); it != route->metadata.end()) {
-            r.set_string(var_scope::txn, var, it->second);
+    // What does not change from one hit to the next was encoded once (encode_answers).
+    if (route->encoded) {
+        r.append_encoded(chosen->target_actions, 2);
+        if (route->metadata_count != 0)
+            r.append_encoded(route->metadata_actions, route->metadata_count);
+    } else {
+        r.set_ip(var_scope::txn, contract::var::ip, chosen->address);
+        r.set_int(var_scope::txn, contract::var::port, chosen->port);
+        for (const auto& [key, var] : opts_.metadata_variables) {
+            if (const auto it = route->metadata.find(key); it != route->metadata.end()) {
+                r.set_string(var_scope::txn, var, it->second);
+            }
         }
+    }
+    r.set_string(var_scope::txn, contract::var::resource, req.id);
+    const std::size_t label = label_index(cache_label);
+    const std::size_t kind = woken ? 2 : (label == 0 ? 0 : 1);
+    if (label < cache_labels.size()) {
+        r.append_encoded(label_kind_actions_[label][kind], 2);
+    } else {
+        r.set_string(var_scope::txn, contract::var::cache, cache_label);
+        r.set_string(var_scope::txn, contract::var::kind, decision_kinds[kind]);
     }
     set_decision_time(r, req.started_ns);
     note_activity(req, *route, now_ms);

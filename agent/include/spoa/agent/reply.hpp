@@ -44,6 +44,11 @@ class reply {
     }
     bool set_ip(var_scope scope, std::string_view name, const ip_address& addr);
     bool unset(var_scope scope, std::string_view name);
+    /// Appends `actions` set-var/unset-var actions encoded beforehand with
+    /// protocol::encode_set_var / encode_unset_var (names already checked with valid_name):
+    /// a handler that gives the same answer often encodes it once. All or nothing: refused
+    /// (false, counted as `actions` refusals) if the ACK would exceed the frame size.
+    bool append_encoded(protocol::bytes_view encoded, std::size_t actions);
 
     /// Actions written through this reply.
     [[nodiscard]] std::size_t count() const noexcept { return count_; }

@@ -110,6 +110,8 @@ class router {
                         std::shared_ptr<const resolve_error> error,
                         std::optional<std::chrono::milliseconds> ttl);
     void render_metrics(std::string& out) const;
+    /// Encodes the actions a hit on `route` answers with that do not change between hits.
+    void encode_answers(checked_route& route) const;
     void note_activity(const decision& d, const checked_route& route, std::uint64_t now_ms);
     std::shared_ptr<resource_activity> activity_of(protocol p, const std::string& key,
                                                    const std::string& id);
@@ -148,6 +150,8 @@ class router {
     std::atomic<std::uint64_t> no_healthy_endpoint_{0};
     std::atomic<std::uint64_t> activity_reports_{0};
     histogram* resolve_seconds_ = nullptr;
+    /// set-var cache=<label> and kind=<kind>, encoded once: [label][kind].
+    std::vector<std::uint8_t> label_kind_actions_[4][3];
 };
 
 }  // namespace spoa::routing
