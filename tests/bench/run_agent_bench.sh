@@ -69,60 +69,9 @@ if (($(ulimit -n) < IDLE + 256)); then
     IDLE=$(($(ulimit -n) - 256))
 fi
 
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do
-        kill "$pid" 2>/dev/null || true
-    done
-    for pid in "${PIDS[@]}"; do
-        wait "$pid" 2>/dev/null || true
-    done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-FAILED=0
-fail() {
-    echo "run_agent_bench: FAIL: $*" >&2
-    FAILED=1
-}
-
-# True once something listens on 127.0.0.1:$1 (read from /proc: no probe connection).
-listening() {
-    local hex
-    hex=$(printf '%04X' "$1")
-    grep -q "^ *[0-9]*: 0100007F:$hex 00000000:0000 0A" /proc/net/tcp
-}
-
-wait_listening() {
-    local port=$1 pid=$2 i
-    for ((i = 0; i < 100; i++)); do
-        listening "$port" && return 0
-        kill -0 "$pid" 2>/dev/null || return 1
-        sleep 0.05
-    done
-    return 1
-}
-
-# utime+stime of a process, in clock ticks.
-cpu_ticks() {
-    local stat
-    stat=$(<"/proc/$1/stat")
-    stat=${stat##*) }
-    # Fields after "(comm) ": state is $1, utime is field 14 overall -> $12 here, stime $13.
-    awk '{ print $12 + $13 }' <<<"$stat"
-}
-
-rss_kib() {
-    awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"
-}
-
-field() {  # field LINE KEY
-    sed -n "s/.* $2=\([^ ]*\).*/\1/p" <<<"$1"
-}
-
-HZ=$(getconf CLK_TCK)
+BENCH_NAME=run_agent_bench
+# shellcheck source=bench_lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/bench_lib.sh"
 
 APORT=$("$LOADGEN" --free-port)
 "$AGENT" --example echo --listen "127.0.0.1:$APORT" --threads "$AGENT_THREADS" \

@@ -87,40 +87,9 @@ MISS_RATE=${BENCH_MISS_RATE:-0.01}
 CP_DELAY_MS=${BENCH_CP_DELAY_MS:-1}
 LG_THREADS=${BENCH_LG_THREADS:-1}
 
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do
-        kill "$pid" 2>/dev/null || true
-    done
-    for pid in "${PIDS[@]}"; do
-        wait "$pid" 2>/dev/null || true
-    done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-FAILED=0
-fail() {
-    echo "run_routing_bench: FAIL: $*" >&2
-    FAILED=1
-}
-
-listening() {  # listening PORT: something listens on 127.0.0.1:PORT (read from /proc)
-    local hex
-    hex=$(printf '%04X' "$1")
-    grep -q "^ *[0-9]*: 0100007F:$hex 00000000:0000 0A" /proc/net/tcp
-}
-
-wait_listening() {  # wait_listening PORT PID
-    local port=$1 pid=$2 i
-    for ((i = 0; i < 200; i++)); do
-        listening "$port" && return 0
-        kill -0 "$pid" 2>/dev/null || return 1
-        sleep 0.05
-    done
-    return 1
-}
+BENCH_NAME=run_routing_bench
+# shellcheck source=bench_lib.sh
+source "$SRC/tests/bench/bench_lib.sh"
 
 USED_PORTS=" "
 new_port() {  # a free port not handed out before by this script
@@ -133,18 +102,6 @@ new_port() {  # a free port not handed out before by this script
             return
         fi
     done
-}
-
-cpu_ticks() {  # utime+stime of a process, in clock ticks
-    local stat
-    stat=$(<"/proc/$1/stat")
-    stat=${stat##*) }
-    awk '{ print $12 + $13 }' <<<"$stat"
-}
-HZ=$(getconf CLK_TCK)
-
-field() {  # field TEXT KEY
-    sed -n "s/.* $2=\([^ ]*\).*/\1/p" <<<"$1" | head -1
 }
 
 metric() {  # metric FILE NAME: the sum of NAME's samples (every label set)
