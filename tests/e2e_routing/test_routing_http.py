@@ -72,6 +72,7 @@ routes:
     check_eq((code, r.backend_of(body)), (200, "A"), "second app1.test request")
     check_eq(h.get("x-route-cache"), "hit", "second app1.test request: x-route-cache")
     check_eq(h.get("x-route-kind"), "cached", "second app1.test request: x-route-kind")
+    check("x-route-decision-us" not in h, f"a cache hit has no decision time: {h}")
 
     # Normalised Host: case, port and trailing dot do not make another resource.
     for host in ("APP1.Test", "app1.test:8080", "app1.test."):

@@ -276,8 +276,11 @@ TEST_CASE("route-http: miss then hit, typed address and port, metadata", "[route
 
     const auto second = ask(c, http("app1.localhost"));
     CHECK(str(second, "cache") == "hit");
+    CHECK(str(second, "kind") == "cached");
+    CHECK(str(second, "tenant") == "alpha");
     CHECK(address(second) == "IPV4 127.0.0.1");
     CHECK(integer(second, "port") == 9001);
+    CHECK(second.count("decision_us") == 0);  // a hit waited for nothing
 
     // The Host header is normalised before the lookup: same cache entry.
     const auto third = ask(c, http("App1.LocalHost.:8080"));

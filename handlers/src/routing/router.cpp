@@ -669,7 +669,10 @@ void router::answer(reply& r, const decision& req,
         r.set_string(var_scope::txn, contract::var::cache, cache_label);
         r.set_string(var_scope::txn, contract::var::kind, decision_kinds[kind]);
     }
-    set_decision_time(r, req.started_ns);
+    // A hit answered during the frame's dispatch has no decision time worth a clock read (it
+    // is under a microsecond; spoa_handler_latency_seconds has it): decision_us is only set
+    // on answers that waited for something.
+    if (!in_call) set_decision_time(r, req.started_ns);
     note_activity(req, *route, now_ms);
 }
 
