@@ -373,7 +373,10 @@ void worker::complete(async_state* s) noexcept {
     if (p->answered) {
         stats_.async_late.inc();
     } else if (!p->failed && !s->actions.empty()) {
-        if (p->actions.size() + s->actions.size() <= s->budget()) {
+        if (p->actions.empty() && s->actions.size() <= s->budget()) {
+            // The usual case (one async message per frame): take the buffer, copy nothing.
+            p->actions.swap(s->actions);
+        } else if (p->actions.size() + s->actions.size() <= s->budget()) {
             p->actions.append(s->actions.view());
         } else {
             stats_.actions_refused.inc();
