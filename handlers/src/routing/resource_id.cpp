@@ -1,17 +1,18 @@
 #include "spoa/handlers/routing/resource_id.hpp"
 
 #include <array>
+#include <cstdint>
 
 namespace spoa::routing {
 
 namespace {
 
 /// Characters that make a host need work: upper case, a port separator, white space.
-constexpr std::array<bool, 256> needs_work = [] {
-    std::array<bool, 256> t{};
+constexpr std::array<std::uint8_t, 256> needs_work = [] {
+    std::array<std::uint8_t, 256> t{};
     for (int c = 'A'; c <= 'Z'; ++c)
-        t[static_cast<std::size_t>(c)] = true;
-    t[':'] = t[' '] = t['\t'] = t['['] = true;
+        t[static_cast<std::size_t>(c)] = 1;
+    t[':'] = t[' '] = t['\t'] = t['['] = 1;
     return t;
 }();
 
@@ -20,10 +21,10 @@ constexpr std::array<bool, 256> needs_work = [] {
 std::string_view normalize_host(std::string_view host, char* buf, std::size_t cap) noexcept {
     // Fast path: a host already in normal form (HAProxy can lower-case it, and most clients
     // send no port) is returned as it is, without a copy.
-    bool plain = !host.empty() && host.back() != '.' && host.size() <= cap;
+    std::uint8_t work = 0;
     for (const char c : host)
-        plain &= !needs_work[static_cast<unsigned char>(c)];
-    if (plain) return host;
+        work |= needs_work[static_cast<unsigned char>(c)];
+    if (work == 0 && !host.empty() && host.back() != '.' && host.size() <= cap) return host;
     while (!host.empty() && (host.front() == ' ' || host.front() == '\t'))
         host.remove_prefix(1);
     while (!host.empty() && (host.back() == ' ' || host.back() == '\t'))

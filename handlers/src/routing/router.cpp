@@ -620,7 +620,8 @@ void router::answer(reply& r, const decision& req,
     // every thread writes on every decision.
     // Cache hits are answered within the frame's dispatch: its arrival time is the time now.
     // Answers that waited (a resolve, a cold start) read the clock.
-    const bool in_call = !waited_ms && (cache_label == "hit" || cache_label == "negative");
+    const std::size_t label = label_index(cache_label);
+    const bool in_call = !waited_ms && (label == 0 || label == 3);  // hit, negative
     const std::uint64_t now_ms = in_call ? req.started_ns / 1'000'000 : steady_ms();
     const std::size_t n = eps->size();
     thread_local std::size_t round_robin = 0;
@@ -661,7 +662,6 @@ void router::answer(reply& r, const decision& req,
         }
     }
     r.set_string(var_scope::txn, contract::var::resource, req.id);
-    const std::size_t label = label_index(cache_label);
     const std::size_t kind = woken ? 2 : (label == 0 ? 0 : 1);
     if (label < cache_labels.size()) {
         r.append_encoded(label_kind_actions_[label][kind], 2);
