@@ -14,30 +14,25 @@ Standard library only; run with /usr/bin/python3.
 import asyncio
 import json
 import os
-import re
 import socket
-import subprocess
 import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(REPO, "tests", "e2e"))
+sys.path.insert(0, os.path.join(REPO, "tests", "e2e_routing"))
 
 import harness  # noqa: E402
+import routing_env  # noqa: E402
 from harness import Skip, TestFailure, check, check_eq, log  # noqa: E402,F401
+from routing_env import AGENT_BACKENDS, shipped_dir, wait_log  # noqa: E402,F401
 
 PYTHON = "/usr/bin/python3"
 PLATFORM = os.path.join(HERE, "fake_platform.py")
 
-# The agent backends of the shipped haproxy.cfg (one per SPOE engine).
-AGENT_BACKENDS = ("be_spoa_http", "be_spoa_pg", "be_spoa_smtp", "be_spoa_mysql", "be_spoa_tls")
 # HAProxy's `timeout processing` in the shipped spoe-routing.conf.
 PROCESSING_TIMEOUT_MS = 5000
-
-
-def shipped_dir(version):
-    return os.path.join(REPO, "haproxy", "3.x" if version[:2] >= (3, 1) else "2.6")
 
 
 def wait_for(pred, timeout, what, interval=0.02):
@@ -50,17 +45,6 @@ def wait_for(pred, timeout, what, interval=0.02):
         if time.monotonic() > deadline:
             raise TestFailure(f"timed out after {timeout}s waiting for {what}")
         time.sleep(interval)
-
-
-def wait_log(proc, pattern, timeout=10.0):
-    """Wait until `pattern` (regex) appears in the process's log; return the match."""
-    def find():
-        m = re.search(pattern, proc.log_text())
-        if not m and not proc.alive():
-            raise TestFailure(f"{proc.name} exited with {proc.popen.returncode}:\n"
-                              f"{proc.log_text()[-2000:]}")
-        return m
-    return wait_for(find, timeout, f"{pattern!r} in the log of {proc.name}", 0.05)
 
 
 class Response:
@@ -135,61 +119,16 @@ def raise_nofile(n):
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
-class Stack:
-    """spoa-agent + HAProxy with the shipped configuration (or a variant of it), for one test."""
+class Stack(routing_env.Stack):
+    """The routing tests' stack (spoa-agent + HAProxy with the shipped configuration) with what
+    the cold-start tests add: a longer agent deadline, configuration variants, /resources,
+    fake backends of the platform."""
 
-    def __init__(self, env):
-        self.env = env
-        self.agent = None
-        self.agent_port = env.port()
-        self.admin_port = env.port()
-        self.cfg_dir = shipped_dir(env.version)
-        self._agent_runs = 0
-        self.http_port = None
-
-    @property
-    def agent_addr(self):
-        return f"127.0.0.1:{self.agent_port}"
-
-    def spawn(self, name, argv):
-        p = harness.Process(name, argv, self.env.path(f"{name}.log"))
-        self.env.processes.append(p)
-        return p
-
-    def write(self, name, text):
-        path = self.env.path(name)
-        with open(path, "w") as f:
-            f.write(text)
-        return path
-
-    # -- spoa-agent --------------------------------------------------------------------------
     def start_agent(self, config_text, threads=2, deadline=4800, log_level="info"):
-        self._agent_runs += 1
-        cfg = self.write(f"routing-{self._agent_runs}.yaml", config_text)
-        res = subprocess.run([self.env.agent_bin, "--check", "--config", cfg],
-                             capture_output=True, text=True)
-        if res.returncode != 0:
-            raise TestFailure(f"spoa-agent --check refused {cfg}:\n{res.stdout}{res.stderr}")
-        argv = [self.env.agent_bin, "--config", cfg, "--listen", self.agent_addr,
-                "--admin", f"127.0.0.1:{self.admin_port}", "--threads", str(threads),
-                "--deadline", str(deadline), "--log-level", log_level,
-                *os.environ.get("SPOA_E2E_AGENT_ARGS", "").split()]
-        agent = harness.Agent(self.env, argv, self.env.path(f"agent-{self._agent_runs}.log"),
-                              self.agent_addr, self.admin_port)
-        self.env.processes.append(agent)
-        agent.wait_ready()
-        self.agent = agent
-        return agent
+        return super().start_agent(config_text, threads, deadline, log_level)
 
-    def restart_agent(self, config_text, **kw):
-        if self.agent:
-            self.agent.stop(grace=5.0)
-        agent = self.start_agent(config_text, **kw)
-        self.wait_agent_up()
-        return agent
-
-    def metrics(self):
-        return self.agent.metrics()
+    def start_haproxy(self, cfg_path=None):
+        return super().start_haproxy(cfg_path=cfg_path)
 
     def metric(self, name, labels=""):
         return self.agent.metric(name, labels)
@@ -207,38 +146,6 @@ class Stack:
         return out
 
     # -- haproxy -----------------------------------------------------------------------------
-    def haproxy_environment(self):
-        env = self.env
-        self.http_port = env.port()
-        env.stats_socket = os.path.join(env.socket_dir(), "haproxy-stats.sock")
-        return {
-            "SPOA_AGENT_ADDR": self.agent_addr,
-            "SPOA_HTTP_BIND": f"127.0.0.1:{self.http_port}",
-            "SPOA_PG_BIND": f"127.0.0.1:{env.port()}",
-            "SPOA_SMTP_BIND": f"127.0.0.1:{env.port()}",
-            "SPOA_MYSQL_BIND": f"127.0.0.1:{env.port()}",
-            "SPOA_TLS_BIND": f"127.0.0.1:{env.port()}",
-            "SPOA_SPOE_CONF": os.path.join(self.cfg_dir, "spoe-routing.conf"),
-            "SPOA_STATS_SOCKET": env.stats_socket,
-        }
-
-    def shipped_cfg(self):
-        return os.path.join(self.cfg_dir, "haproxy.cfg")
-
-    def start_haproxy(self, cfg_path=None):
-        """HAProxy with haproxy/<version>/haproxy.cfg as shipped (or `cfg_path`, a variant of
-        it), addresses from the environment; returns once every agent backend's check passed."""
-        variables = self.haproxy_environment()
-        os.environ.update(variables)  # haproxy -c and haproxy inherit this process's environment
-        log("haproxy environment: " + " ".join(f"{k}={v}" for k, v in variables.items()))
-        self.env.start_haproxy(cfg_path or self.shipped_cfg(), wait_up=False)
-        self.wait_agent_up()
-        return self.env.haproxy
-
-    def wait_agent_up(self):
-        for be in AGENT_BACKENDS:
-            self.env.wait_server("UP", timeout=15, backend=be, server="agent")
-
     def frontend_limit(self, frontend="fe_http"):
         for row in self.env.stats():
             if row.get("pxname") == frontend and row.get("svname") == "FRONTEND":
@@ -247,14 +154,6 @@ class Stack:
 
     def get(self, host, path="/", timeout=15.0):
         return http_get(self.http_port, host, path, timeout)
-
-    def haproxy_log_lines(self, pattern, expect=1, timeout=3.0):
-        deadline = time.monotonic() + timeout
-        while True:
-            lines = [l for l in self.env.haproxy_log().splitlines() if re.search(pattern, l)]
-            if len(lines) >= expect or time.monotonic() > deadline:
-                return lines
-            time.sleep(0.05)
 
     # -- backends ----------------------------------------------------------------------------
     def backend(self, name, port=None, delay_ms=0, log_name=None):

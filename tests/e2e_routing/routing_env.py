@@ -180,8 +180,7 @@ class Stack:
             self.agent.stop(grace=5.0)
         agent = self.start_agent(config_text, **kw)
         # HAProxy reconnects on the next request; make sure its checks still see the agent.
-        for be in AGENT_BACKENDS:
-            self.env.wait_server("UP", timeout=15, backend=be, server="agent")
+        self.wait_agent_up()
         return agent
 
     def metrics(self):
@@ -209,19 +208,25 @@ class Stack:
         }
         return self._variables
 
-    def start_haproxy(self, smtp_ports=1, mysql_ports=1):
-        """HAProxy with haproxy/<version>/haproxy.cfg as shipped, addresses from the
-        environment; returns once every agent backend's check passed (L7OK)."""
+    def shipped_cfg(self):
+        return os.path.join(self.cfg_dir, "haproxy.cfg")
+
+    def start_haproxy(self, smtp_ports=1, mysql_ports=1, cfg_path=None):
+        """HAProxy with haproxy/<version>/haproxy.cfg as shipped (or `cfg_path`, a variant of
+        it), addresses from the environment; returns once every agent backend's check passed
+        (L7OK)."""
         variables = (self._variables if self.http_port is not None
                      else self.haproxy_environment(smtp_ports, mysql_ports))
         # haproxy -c and haproxy itself inherit the environment of this process.
         os.environ.update(variables)
         log("haproxy environment: " + " ".join(f"{k}={v}" for k, v in variables.items()))
-        cfg = os.path.join(self.cfg_dir, "haproxy.cfg")
-        self.env.start_haproxy(cfg, wait_up=False)
+        self.env.start_haproxy(cfg_path or self.shipped_cfg(), wait_up=False)
+        self.wait_agent_up()
+        return self.env.haproxy
+
+    def wait_agent_up(self):
         for be in AGENT_BACKENDS:
             self.env.wait_server("UP", timeout=15, backend=be, server="agent")
-        return self.env.haproxy
 
     def haproxy_log_lines(self, pattern, expect=1, timeout=3.0):
         """Lines of HAProxy's log matching `pattern`; waits (HAProxy writes log lines
