@@ -49,6 +49,10 @@ import threading
 import time
 import urllib.parse
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                "e2e_routing"))
+from servers import read_request  # noqa: E402
+
 BACKLOG = 4096
 SETPRIV = shutil.which("setpriv")
 
@@ -84,16 +88,7 @@ class Backend:
             emit(event="first_accept", mono=time.monotonic(), wall=time.time())
         try:
             while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                lines = head.decode("latin-1").split("\r\n")
-                method, target, version = (lines[0].split(" ") + ["", "", ""])[:3]
-                headers = {}
-                for line in lines[1:]:
-                    if ":" in line:
-                        k, v = line.split(":", 1)
-                        headers[k.strip().lower()] = v.strip()
-                length = int(headers.get("content-length", "0") or 0)
-                data = await reader.readexactly(length) if length else b""
+                method, target, version, headers, data = await read_request(reader)
                 status, ctype = 200, "text/plain"
                 url = urllib.parse.urlsplit(target)
                 if url.path == "/healthz":

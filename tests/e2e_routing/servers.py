@@ -21,20 +21,26 @@ import signal
 BACKLOG = 4096
 
 
+async def read_request(reader):
+    """One HTTP/1.x request: (method, target, version, headers with lower-case names, body).
+    Raises asyncio.IncompleteReadError at EOF. Also used by the cold-start fake platform."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    method, target, version = (lines[0].split(" ") + ["", "", ""])[:3]
+    headers = {}
+    for line in lines[1:]:
+        if ":" in line:
+            k, v = line.split(":", 1)
+            headers[k.strip().lower()] = v.strip()
+    length = int(headers.get("content-length", "0") or 0)
+    body = await reader.readexactly(length) if length else b""
+    return method, target, version, headers, body
+
+
 async def http_conn(reader, writer, name):
     try:
         while True:
-            head = await reader.readuntil(b"\r\n\r\n")
-            lines = head.decode("latin-1").split("\r\n")
-            method, target, version = (lines[0].split(" ") + ["", "", ""])[:3]
-            headers = {}
-            for line in lines[1:]:
-                if ":" in line:
-                    k, v = line.split(":", 1)
-                    headers[k.strip().lower()] = v.strip()
-            length = int(headers.get("content-length", "0") or 0)
-            if length:
-                await reader.readexactly(length)
+            method, target, version, headers, _ = await read_request(reader)
             body = (f"backend={name}\nhost={headers.get('host', '')}\npath={target}\n"
                     f"method={method}\n").encode()
             keep = version == "HTTP/1.1" and headers.get("connection", "").lower() != "close"
