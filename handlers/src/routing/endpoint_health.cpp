@@ -63,10 +63,6 @@ void endpoint_health::transition(endpoint_state& s, endpoint_state::breaker to,
                why.empty() ? "" : ": ", why);
 }
 
-endpoint_health::verdict endpoint_health::admit(endpoint_state& s) noexcept {
-    return admit(s, steady_ms());
-}
-
 endpoint_health::verdict endpoint_health::admit(endpoint_state& s, std::uint64_t now) noexcept {
     // Written at most once per millisecond: every loop thread passes here on every decision.
     if (s.last_used_ms_.load(std::memory_order_relaxed) < now)

@@ -90,8 +90,8 @@ class endpoint_health {
     enum class verdict : std::uint8_t { ok, trial, unhealthy, open };
     /// May a request be sent there now? Marks the endpoint as used. `trial` means the circuit
     /// was half-open and this request is its one trial. Any thread, no lock.
-    [[nodiscard]] verdict admit(endpoint_state& s) noexcept;
-    /// The same at the caller's time (steady_clock milliseconds): no clock read of its own.
+    /// `now_ms` is the caller's steady_clock time in milliseconds (a decision already has it:
+    /// no clock read here).
     [[nodiscard]] verdict admit(endpoint_state& s, std::uint64_t now_ms) noexcept;
 
     /// Passive or active outcome of a connection to the endpoint. Any thread.
