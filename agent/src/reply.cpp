@@ -1,8 +1,10 @@
 #include "spoa/agent/reply.hpp"
 
 #include <array>
+#include <stdexcept>
 
 #include "async_state.hpp"
+#include "deferral.hpp"
 
 namespace spoa {
 
@@ -57,6 +59,18 @@ bool reply::append_encoded(protocol::bytes_view encoded, std::size_t actions) {
     out_->append(encoded);
     count_ += actions;
     return true;
+}
+
+async_reply reply::defer() {
+    if (!deferral_) {
+        throw std::logic_error(
+            "reply::defer(): only the reply given to a sync handler, once, during the call");
+    }
+    detail::deferral* d = deferral_;
+    deferral_ = nullptr;
+    const detail::deferral::target t = d->defer();
+    rebind(t.frame_actions, t.limit);
+    return async_reply(t.state);
 }
 
 bool reply::unset(var_scope scope, std::string_view name) {

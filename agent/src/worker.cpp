@@ -247,18 +247,22 @@ void worker::dispatch(connection& c, std::uint64_t stream_id, std::uint64_t fram
     }
     const message_origin origin{c.id(), c.sess().engine_id(), stream_id, frame_id, started};
     const std::uint32_t frame_limit = c.sess().frame_limit();
+    const std::size_t budget = frame_limit - ack_header_reserve;
+    protocol::byte_buffer& out = c.out();
+    current_ = {&c, stream_id, frame_id, started, out.size(), 0, frame_limit};
 
     if (!any_async) {
         // Fast path: every handler is synchronous, so the ACK is encoded straight into the
-        // connection's output buffer.
-        protocol::byte_buffer& out = c.out();
-        const std::size_t frame_start = out.size();
+        // connection's output buffer, unless a handler defers (then defer() moves it into a
+        // pending frame and the handlers after it write there).
         protocol::ack_writer ack(out, stream_id, frame_id, frame_limit);
-        const std::size_t limit = frame_start + protocol::length_prefix_size + frame_limit;
+        current_.actions_start = out.size();
+        const std::size_t limit = current_.frame_start + protocol::length_prefix_size + frame_limit;
         bool failed = false;
         for (std::size_t i = 0; i < messages.size() && !failed; ++i) {
             if (handler_of_[i] == handler_table::npos) continue;
-            reply r(out, limit);
+            protocol::byte_buffer& into = dispatching_ ? dispatching_->actions : out;
+            reply r(into, dispatching_ ? budget : limit, this);
             try {
                 table.at(handler_of_[i]).sync(message(messages[i], origin), r);
             } catch (const std::exception& e) {
@@ -269,6 +273,11 @@ void worker::dispatch(connection& c, std::uint64_t stream_id, std::uint64_t fram
                 failed = true;
             }
             if (r.refused() != 0) stats_.actions_refused.inc(r.refused());
+        }
+        if (dispatching_) {
+            if (failed) dispatching_->failed = true;
+            finish_dispatch(dispatching_);
+            return;
         }
         if (failed) ack.reset_actions();
         if (ack.payload_size() == 0) (void)ack.unset_var(protocol::var_scope::txn, noop_var);
@@ -281,21 +290,13 @@ void worker::dispatch(connection& c, std::uint64_t stream_id, std::uint64_t fram
         return;
     }
 
-    pending_frame* p = acquire_pending();
-    p->conn = &c;
-    p->stream_id = stream_id;
-    p->frame_id = frame_id;
-    p->started_ns = started;
-    p->deadline_ms =
-        uv_now(&loop_) + static_cast<std::uint64_t>(ctx_.config->handler_deadline.count());
-    const std::size_t budget = frame_limit - ack_header_reserve;
-    dispatching_ = p;
+    pending_frame* p = start_pending();
     for (std::size_t i = 0; i < messages.size(); ++i) {
         if (handler_of_[i] == handler_table::npos) continue;
         const handler_entry& h = table.at(handler_of_[i]);
         try {
             if (!h.is_async()) {
-                reply r(p->actions, budget);
+                reply r(p->actions, budget, this);
                 h.sync(message(messages[i], origin), r);
                 if (r.refused() != 0) stats_.actions_refused.inc(r.refused());
                 continue;
@@ -313,11 +314,47 @@ void worker::dispatch(connection& c, std::uint64_t stream_id, std::uint64_t fram
             p->failed = true;
         }
     }
+    finish_dispatch(p);
+}
+
+pending_frame* worker::start_pending() {
+    pending_frame* p = acquire_pending();
+    p->conn = current_.conn;
+    p->stream_id = current_.stream_id;
+    p->frame_id = current_.frame_id;
+    p->started_ns = current_.started_ns;
+    p->deadline_ms =
+        uv_now(&loop_) + static_cast<std::uint64_t>(ctx_.config->handler_deadline.count());
+    dispatching_ = p;
+    return p;
+}
+
+deferral::target worker::defer() {
+    const std::size_t budget = current_.frame_limit - ack_header_reserve;
+    pending_frame* p = dispatching_;
+    if (!p) {
+        // The ACK was being written into the output buffer: its actions move to the pending
+        // frame, and the ACK is written again once the deferred answer is back.
+        p = start_pending();
+        protocol::byte_buffer& out = current_.conn->out();
+        p->actions.append(out.view().subspan(current_.actions_start));
+        out.truncate(current_.frame_start);
+    }
+    async_state* s = acquire_state(p, budget);
+    s->next_in_frame = p->states;
+    p->states = s;
+    ++p->outstanding;
+    return {s, &p->actions, budget};
+}
+
+void worker::finish_dispatch(pending_frame* p) {
     dispatching_ = nullptr;
+    connection& c = *p->conn;
     if (p->outstanding == 0) {
         // Every async handler completed during the call (e.g. a cache hit): answer now.
         p->answered = true;
-        batch_clock_ns_ = write_ack(c, stream_id, frame_id, p->actions.view(), p->failed, started);
+        batch_clock_ns_ =
+            write_ack(c, p->stream_id, p->frame_id, p->actions.view(), p->failed, p->started_ns);
         c.frame_answered(false);
         release_pending(p);
         return;

@@ -13,6 +13,7 @@
 
 #include "async_state.hpp"
 #include "connection.hpp"
+#include "deferral.hpp"
 #include "handler_table.hpp"
 #include "intrusive_list.hpp"
 #include "log_limiter.hpp"
@@ -45,7 +46,8 @@ struct shared_context {
     std::atomic<bool> draining{false};
 };
 
-class worker {
+/// A handler's reply::defer() reaches the worker dispatching its frame.
+class worker final : private deferral {
   public:
     worker(shared_context& ctx, unsigned index);
     ~worker();
@@ -97,6 +99,13 @@ class worker {
     void maybe_exit() noexcept;
     void arm_deadline() noexcept;
 
+    /// reply::defer() from a handler of the frame being dispatched.
+    target defer() override;
+    /// A pending frame for the frame being dispatched (current_), with its deadline.
+    pending_frame* start_pending();
+    /// End of a dispatch that made a pending frame: answer it now if every handler is back,
+    /// else wait for them or the deadline.
+    void finish_dispatch(pending_frame* p);
     pending_frame* acquire_pending();
     /// Async handler states are pooled too: no allocation per async call once warm.
     async_state* acquire_state(pending_frame* p, std::size_t budget);
@@ -138,6 +147,17 @@ class worker {
     // Dispatch scratch, reused for every frame.
     protocol::notify_decoder decoder_;
     std::vector<std::size_t> handler_of_;
+    /// The frame being dispatched, for defer(): where its ACK is being written.
+    struct dispatch_frame {
+        connection* conn = nullptr;
+        std::uint64_t stream_id = 0;
+        std::uint64_t frame_id = 0;
+        std::uint64_t started_ns = 0;
+        std::size_t frame_start = 0;    ///< its ACK's first byte in conn->out()
+        std::size_t actions_start = 0;  ///< its ACK's first action in conn->out()
+        std::uint32_t frame_limit = 0;
+    } current_;
+    /// The pending frame of the frame being dispatched, if it has one (async handler or defer).
     pending_frame* dispatching_ = nullptr;
     /// uv_hrtime() taken when the previous synchronous ACK of the current batch was written,
     /// 0 when none (see dispatch).

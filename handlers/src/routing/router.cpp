@@ -97,8 +97,13 @@ struct router::request final : cache_waiter {
 
     void complete(const std::shared_ptr<const checked_route>& route,
                   const std::shared_ptr<const resolve_error>& error) override {
-        owner.deliver(std::move(reply), decision{proto, id, path, started_ns}, route, error,
-                      cache_label, [this] { return ctx; });
+        const decision d{proto, id, path, started_ns};
+        if (owner.must_wake(route, error)) {
+            owner.hold_for_cold_start(std::move(reply), d, route, cache_label, ctx);
+            return;
+        }
+        owner.answer(reply, d, route, error, cache_label);
+        reply.done();
     }
 
     router& owner;
@@ -168,14 +173,14 @@ router::router(std::shared_ptr<resolver> r, ssrf_policy policy, router_options o
 router::~router() = default;
 
 void router::attach(agent& a) {
-    a.on_async(std::string(contract::message::http),
-               [this](const message& m, async_reply r) { handle_http(m, std::move(r)); });
-    a.on_async(std::string(contract::message::postgres),
-               [this](const message& m, async_reply r) { handle_postgres(m, std::move(r)); });
-    a.on_async(std::string(contract::message::tcp),
-               [this](const message& m, async_reply r) { handle_tcp(m, std::move(r)); });
-    a.on_async(std::string(contract::message::tls),
-               [this](const message& m, async_reply r) { handle_tls(m, std::move(r)); });
+    a.on(std::string(contract::message::http),
+         [this](const message& m, reply& r) { handle_http(m, r); });
+    a.on(std::string(contract::message::postgres),
+         [this](const message& m, reply& r) { handle_postgres(m, r); });
+    a.on(std::string(contract::message::tcp),
+         [this](const message& m, reply& r) { handle_tcp(m, r); });
+    a.on(std::string(contract::message::tls),
+         [this](const message& m, reply& r) { handle_tls(m, r); });
     a.admin_route("POST", "/invalidate", [this](const admin_request& req) {
         const auto id = req.query.find("id");
         if (id == req.query.end() || id->second.empty()) {
@@ -227,7 +232,7 @@ std::size_t router::invalidate(std::string_view raw_id, std::optional<protocol> 
 
 // ---- per-protocol resource ids ---------------------------------------------------------------
 
-void router::handle_http(const message& m, async_reply reply) {
+void router::handle_http(const message& m, reply& reply) {
     const std::uint64_t started = started_of(m);
     char buf[256];
     const std::string_view host =
@@ -238,7 +243,7 @@ void router::handle_http(const message& m, async_reply reply) {
         return;
     }
     const std::string_view path = m.try_string(contract::arg::path).value_or("/");
-    decide({protocol::http, host, path, started}, std::move(reply), [&] {
+    decide({protocol::http, host, path, started}, reply, [&] {
         resolve_context ctx;
         ctx.proto = protocol::http;
         ctx.path = std::string(path);
@@ -247,7 +252,7 @@ void router::handle_http(const message& m, async_reply reply) {
     });
 }
 
-void router::handle_postgres(const message& m, async_reply reply) {
+void router::handle_postgres(const message& m, reply& reply) {
     const std::uint64_t started = started_of(m);
     const auto startup = parse_postgres_startup(m.try_bytes(contract::arg::startup).value_or(""));
     char sni_buf[256];
@@ -309,7 +314,7 @@ void router::handle_postgres(const message& m, async_reply reply) {
                        started);
         return;
     }
-    decide({protocol::postgres, id, {}, started}, std::move(reply), [&] {
+    decide({protocol::postgres, id, {}, started}, reply, [&] {
         resolve_context ctx;
         ctx.proto = protocol::postgres;
         ctx.source = m.try_ip(contract::arg::src);
@@ -329,7 +334,7 @@ void router::handle_postgres(const message& m, async_reply reply) {
     });
 }
 
-void router::handle_tcp(const message& m, async_reply reply) {
+void router::handle_tcp(const message& m, reply& reply) {
     const std::uint64_t started = started_of(m);
     const std::string_view service = m.try_string(contract::arg::service).value_or("tcp");
     const auto src = m.try_ip(contract::arg::src);
@@ -368,7 +373,7 @@ void router::handle_tcp(const message& m, async_reply reply) {
         return;
     }
     const std::string id = std::string(service) + ":" + value;
-    decide({protocol::tcp, id, {}, started}, std::move(reply), [&] {
+    decide({protocol::tcp, id, {}, started}, reply, [&] {
         resolve_context ctx;
         ctx.proto = protocol::tcp;
         ctx.service = std::string(service);
@@ -379,7 +384,7 @@ void router::handle_tcp(const message& m, async_reply reply) {
     });
 }
 
-void router::handle_tls(const message& m, async_reply reply) {
+void router::handle_tls(const message& m, reply& reply) {
     const std::uint64_t started = started_of(m);
     char buf[256];
     const std::string_view sni =
@@ -389,7 +394,7 @@ void router::handle_tls(const message& m, async_reply reply) {
         answer_refusal(reply, "", 400, "TLS ClientHello without SNI", "none", started);
         return;
     }
-    decide({protocol::tls, sni, {}, started}, std::move(reply), [&] {
+    decide({protocol::tls, sni, {}, started}, reply, [&] {
         resolve_context ctx;
         ctx.proto = protocol::tls;
         ctx.service = std::string(m.try_string(contract::arg::service).value_or("tls"));
@@ -407,7 +412,7 @@ void router::handle_tls(const message& m, async_reply reply) {
 // ---- decision ----------------------------------------------------------------------------------
 
 template <typename MakeContext>
-void router::decide(const decision& d, async_reply reply, MakeContext&& make_ctx) {
+void router::decide(const decision& d, reply& reply, MakeContext&& make_ctx) {
     key_buffer key;
     if (!key.build(d.proto, d.id)) {
         bad_requests_.fetch_add(1, std::memory_order_relaxed);
@@ -418,12 +423,17 @@ void router::decide(const decision& d, async_reply reply, MakeContext&& make_ctx
     const auto fast = cache_.peek(key.view(), d.started_ns / 1'000'000);
     if (fast.status == route_cache::lookup_status::hit ||
         fast.status == route_cache::lookup_status::negative_hit) {
-        deliver(std::move(reply), d, fast.route, fast.error,
-                fast.status == route_cache::lookup_status::hit ? "hit" : "negative",
-                [&make_ctx] { return make_ctx(); });
+        const std::string_view label =
+            fast.status == route_cache::lookup_status::hit ? "hit" : "negative";
+        if (must_wake(fast.route, fast.error)) {
+            hold_for_cold_start(reply.defer(), d, fast.route, label, make_ctx());
+            return;
+        }
+        answer(reply, d, fast.route, fast.error, label);
         return;
     }
-    auto req = std::make_unique<request>(*this, std::move(reply), d, make_ctx());
+    // A miss: the answer comes later, from the thread that completes the lookup.
+    auto req = std::make_unique<request>(*this, reply.defer(), d, make_ctx());
     request* raw = req.get();
     std::unique_ptr<cache_waiter> waiter = std::move(req);
     const auto r = cache_.lookup(key.view(), waiter);
@@ -557,25 +567,23 @@ void router::answer_refusal(reply& r, std::string_view id, int status, std::stri
     set_decision_time(r, started_ns);
 }
 
-void router::deliver(async_reply reply, const decision& d,
-                     const std::shared_ptr<const checked_route>& route,
-                     const std::shared_ptr<const resolve_error>& error,
-                     std::string_view cache_label, const std::function<resolve_context()>& ctx) {
-    if (!error && route && route->state != backend_state::ready && cold_->enabled()) {
-        // The backend sleeps: hold the decision until it is ready (or the deadline).
-        key_buffer key;
-        (void)key.build(d.proto, d.id);
-        std::unique_ptr<cold_waiter> waiter =
-            std::make_unique<cold_request>(*this, std::move(reply), d, cache_label);
-        if (auto refused = cold_->wait(std::string(key.view()), std::string(d.id), ctx(), route,
-                                       d.started_ns, waiter)) {
-            waiter->finish(nullptr, std::make_shared<const resolve_error>(std::move(*refused)), 0,
-                           false);
-        }
-        return;
+bool router::must_wake(const std::shared_ptr<const checked_route>& route,
+                       const std::shared_ptr<const resolve_error>& error) const noexcept {
+    return !error && route && route->state != backend_state::ready && cold_->enabled();
+}
+
+void router::hold_for_cold_start(async_reply reply, const decision& d,
+                                 const std::shared_ptr<const checked_route>& route,
+                                 std::string_view cache_label, resolve_context ctx) {
+    key_buffer key;
+    (void)key.build(d.proto, d.id);
+    std::unique_ptr<cold_waiter> waiter =
+        std::make_unique<cold_request>(*this, std::move(reply), d, cache_label);
+    if (auto refused = cold_->wait(std::string(key.view()), std::string(d.id), std::move(ctx),
+                                   route, d.started_ns, waiter)) {
+        waiter->finish(nullptr, std::make_shared<const resolve_error>(std::move(*refused)), 0,
+                       false);
     }
-    answer(reply, d, route, error, cache_label);
-    reply.done();
 }
 
 void router::answer(reply& r, const decision& req,

@@ -15,9 +15,12 @@ namespace spoa {
 using protocol::typed_value;
 using protocol::var_scope;
 
+class async_reply;
+
 namespace detail {
 class async_state;
-}
+class deferral;
+}  // namespace detail
 
 /// Appends actions to the ACK being built. An action that would make the ACK larger than the
 /// negotiated max-frame-size is refused (HAProxy cannot receive a fragmented ACK, spop-spec
@@ -26,6 +29,9 @@ class async_state;
 class reply {
   public:
     reply(protocol::byte_buffer& out, std::size_t limit) noexcept : out_(&out), limit_(limit) {}
+    /// A reply whose handler may defer() (the agent gives these to sync handlers).
+    reply(protocol::byte_buffer& out, std::size_t limit, detail::deferral* deferral) noexcept
+        : out_(&out), limit_(limit), deferral_(deferral) {}
     reply(const reply&) = delete;
     reply& operator=(const reply&) = delete;
 
@@ -50,6 +56,15 @@ class reply {
     /// (false, counted as `actions` refusals) if the ACK would exceed the frame size.
     bool append_encoded(protocol::bytes_view encoded, std::size_t actions);
 
+    /// Turns the answer of a sync handler into an async one, during the handler's call: for a
+    /// handler that answers most messages at once (e.g. from a cache) and only sometimes has to
+    /// wait. Such a handler is registered with on() and costs what a sync handler costs until it
+    /// defers; an on_async() handler pays for an async_reply on every message. The actions set
+    /// so far stay in the answer; later ones go to the returned async_reply, which completes the
+    /// frame like an async handler's. Once per call; std::logic_error on any other reply (an
+    /// async_reply, a reply made by hand, a second call).
+    [[nodiscard]] async_reply defer();
+
     /// Actions written through this reply.
     [[nodiscard]] std::size_t count() const noexcept { return count_; }
     /// Actions refused (too big or bad name).
@@ -70,6 +85,7 @@ class reply {
     std::size_t limit_ = 0;  ///< the buffer may not grow past this size
     std::size_t count_ = 0;
     std::size_t refused_ = 0;
+    detail::deferral* deferral_ = nullptr;  ///< set by the agent for sync handlers
 };
 
 /// The one-shot completion an async handler receives. Set variables on it, then call done()

@@ -97,14 +97,15 @@ class router {
     };
 
   private:
-    void handle_http(const message& m, async_reply reply);
-    void handle_postgres(const message& m, async_reply reply);
-    void handle_tcp(const message& m, async_reply reply);
-    void handle_tls(const message& m, async_reply reply);
-    /// Cache lookup and, on a miss, resolution; `reply` is answered now or later. The context
-    /// is only built (by `make_ctx`) on a miss, so hits allocate nothing.
+    void handle_http(const message& m, reply& reply);
+    void handle_postgres(const message& m, reply& reply);
+    void handle_tcp(const message& m, reply& reply);
+    void handle_tls(const message& m, reply& reply);
+    /// Cache lookup and, on a miss, resolution: a hit is answered into `reply` during the call;
+    /// a miss (or a sleeping backend) defers it and answers later. The context is only built
+    /// (by `make_ctx`) when the decision has to wait, so hits allocate nothing.
     template <typename MakeContext>
-    void decide(const decision& d, async_reply reply, MakeContext&& make_ctx);
+    void decide(const decision& d, reply& reply, MakeContext&& make_ctx);
     void start_resolve(std::string key, std::string id, resolve_context ctx);
     void finish_resolve(const std::string& key, std::shared_ptr<const checked_route> route,
                         std::shared_ptr<const resolve_error> error,
@@ -118,12 +119,14 @@ class router {
 
   public:
     // Used by request objects (any thread).
-    /// Answers `reply` (and completes it), or hands it to the cold starter when the route's
-    /// backend is asleep. `ctx` builds the resolve context if a cold start needs it.
-    void deliver(async_reply reply, const decision& d,
-                 const std::shared_ptr<const checked_route>& route,
-                 const std::shared_ptr<const resolve_error>& error, std::string_view cache_label,
-                 const std::function<resolve_context()>& ctx);
+    /// True when the answer must wait for the route's backend to start.
+    [[nodiscard]] bool must_wake(const std::shared_ptr<const checked_route>& route,
+                                 const std::shared_ptr<const resolve_error>& error) const noexcept;
+    /// Hands `reply` to the cold starter, which answers it once the backend is ready or the
+    /// deadline passed.
+    void hold_for_cold_start(async_reply reply, const decision& d,
+                             const std::shared_ptr<const checked_route>& route,
+                             std::string_view cache_label, resolve_context ctx);
     /// Writes the variables of a decision. `waited_ms` is set for a cold start.
     void answer(reply& r, const decision& d, const std::shared_ptr<const checked_route>& route,
                 const std::shared_ptr<const resolve_error>& error, std::string_view cache_label,
