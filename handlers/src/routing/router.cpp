@@ -505,7 +505,7 @@ void router::start_resolve(std::string key, std::string id, resolve_context ctx)
                     return;
                 }
                 checked->activity = activity_of(proto, key, id);
-                encode_answers(*checked);
+                encode_answers(*checked, id);
                 finish_resolve(key, std::move(checked), nullptr, ttl);
             });
         };
@@ -522,29 +522,34 @@ void router::start_resolve(std::string key, std::string id, resolve_context ctx)
     });
 }
 
-void router::encode_answers(checked_route& route) const {
-    const auto encode_target = [](checked_endpoint& ep) {
+void router::encode_answers(checked_route& route, std::string_view id) const {
+    spoa::protocol::byte_buffer tail;  // the same for every endpoint: metadata, resource
+    std::size_t tail_count = 0;
+    for (const auto& [key, var] : opts_.metadata_variables) {
+        const auto it = route.metadata.find(key);
+        if (it == route.metadata.end() || !reply::valid_name(var)) continue;
+        spoa::protocol::encode_set_var(tail, var_scope::txn, var, typed_value::string(it->second));
+        ++tail_count;
+    }
+    spoa::protocol::encode_set_var(tail, var_scope::txn, contract::var::resource,
+                                   typed_value::string(id));
+    ++tail_count;
+    const auto encode_endpoint = [&](checked_endpoint& ep) {
         spoa::protocol::byte_buffer b;
         spoa::protocol::encode_set_var(b, var_scope::txn, contract::var::ip, ip_value(ep.address));
         spoa::protocol::encode_set_var(b, var_scope::txn, contract::var::port,
                                        typed_value::int64(ep.port));
-        ep.target_actions = bytes_of(b);
+        b.append(tail.view());
+        ep.answer_actions = bytes_of(b);
+        ep.answer_count = 2 + tail_count;
     };
     for (auto& ep : route.endpoints)
-        encode_target(ep);
+        encode_endpoint(ep);
     for (auto& p : route.paths) {
         for (auto& ep : p.endpoints)
-            encode_target(ep);
+            encode_endpoint(ep);
     }
-    spoa::protocol::byte_buffer meta;
-    route.metadata_count = 0;
-    for (const auto& [key, var] : opts_.metadata_variables) {
-        const auto it = route.metadata.find(key);
-        if (it == route.metadata.end() || !reply::valid_name(var)) continue;
-        spoa::protocol::encode_set_var(meta, var_scope::txn, var, typed_value::string(it->second));
-        ++route.metadata_count;
-    }
-    route.metadata_actions = bytes_of(meta);
+    route.encoded_for = std::string(id);
     route.encoded = true;
 }
 
@@ -656,10 +661,8 @@ void router::answer(reply& r, const decision& req,
     }
     decisions_ok_[proto_index].fetch_add(1, std::memory_order_relaxed);
     // What does not change from one hit to the next was encoded once (encode_answers).
-    if (route->encoded) {
-        r.append_encoded(chosen->target_actions, 2);
-        if (route->metadata_count != 0)
-            r.append_encoded(route->metadata_actions, route->metadata_count);
+    if (route->encoded && route->encoded_for == req.id) {
+        r.append_encoded(chosen->answer_actions, chosen->answer_count);
     } else {
         r.set_ip(var_scope::txn, contract::var::ip, chosen->address);
         r.set_int(var_scope::txn, contract::var::port, chosen->port);
@@ -668,8 +671,8 @@ void router::answer(reply& r, const decision& req,
                 r.set_string(var_scope::txn, var, it->second);
             }
         }
+        r.set_string(var_scope::txn, contract::var::resource, req.id);
     }
-    r.set_string(var_scope::txn, contract::var::resource, req.id);
     const std::size_t kind = woken ? 2 : (label == 0 ? 0 : 1);
     if (label < cache_labels.size()) {
         r.append_encoded(label_kind_actions_[label][kind], 2);

@@ -37,9 +37,11 @@ struct checked_endpoint {
     std::uint16_t port = 0;
     std::string host;  ///< what the resolver returned (name or literal), for logs
     std::shared_ptr<endpoint_state> health;  ///< health and circuit of ip:port, if tracked
-    /// The set-var actions of `address` and `port`, encoded once by the router (empty until
-    /// then): a cache hit appends them instead of encoding them again.
-    std::vector<std::uint8_t> target_actions;
+    /// What a cache hit on this endpoint answers before its cache label: the set-var actions
+    /// of `address`, `port`, the route's metadata variables and the resource id, encoded once
+    /// by the router (see checked_route::encoded_for) and appended as they are.
+    std::vector<std::uint8_t> answer_actions;
+    std::size_t answer_count = 0;  ///< actions in answer_actions
 };
 
 struct checked_path {
@@ -55,10 +57,9 @@ struct checked_route {
     backend_state state = backend_state::ready;
     std::optional<std::chrono::milliseconds> timeout;
     std::shared_ptr<resource_activity> activity;
-    /// Set by the router once the endpoints' target_actions and metadata_actions are encoded.
+    /// Set by the router once the endpoints' answer_actions are encoded.
     bool encoded = false;
-    std::vector<std::uint8_t> metadata_actions;  ///< the configured metadata variables
-    std::size_t metadata_count = 0;              ///< actions in metadata_actions
+    std::string encoded_for;  ///< the resource id answer_actions name
 };
 
 /// Someone waiting for a key being resolved.

@@ -111,8 +111,9 @@ class router {
                         std::shared_ptr<const resolve_error> error,
                         std::optional<std::chrono::milliseconds> ttl);
     void render_metrics(std::string& out) const;
-    /// Encodes the actions a hit on `route` answers with that do not change between hits.
-    void encode_answers(checked_route& route) const;
+    /// Encodes the actions a hit on `route` (the route of resource `id`) answers with that do
+    /// not change between hits.
+    void encode_answers(checked_route& route, std::string_view id) const;
     void note_activity(const decision& d, const checked_route& route, std::uint64_t now_ms);
     std::shared_ptr<resource_activity> activity_of(protocol p, const std::string& key,
                                                    const std::string& id);
