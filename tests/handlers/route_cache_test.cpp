@@ -100,6 +100,7 @@ cache_options opts(std::chrono::milliseconds ttl, std::chrono::milliseconds nega
     o.ttl = ttl;
     o.negative_ttl = negative_ttl;
     o.max_entries = max_entries;
+    o.hash_seed = 42;  // the same shards in every cache (same_shard_keys)
     return o;
 }
 
@@ -138,8 +139,8 @@ TEST_CASE("route cache: miss, hit, then expiry after the TTL", "[cache]") {
     CHECK(raw->route == route);
 
     CHECK(p.status == status::hit);
-    CHECK(p.route == route);  // the very object, shared
-    CHECK(p.error == nullptr);
+    CHECK(*p.route == route);  // the very object, shared
+    CHECK(*p.error == nullptr);
     CHECK(l.status == status::hit);
     CHECK(l.route == route);
     CHECK(w2 != nullptr);  // a hit leaves the waiter with the caller
@@ -206,8 +207,8 @@ TEST_CASE("route cache: not_found is cached for the negative TTL", "[cache]") {
     auto st = c.stats();
     SKIP_IF_LATE(window);
     CHECK(p.status == status::negative_hit);
-    CHECK(p.route == nullptr);
-    CHECK(p.error == nf);
+    CHECK(*p.route == nullptr);
+    CHECK(*p.error == nf);
     CHECK(l.status == status::negative_hit);
     CHECK(l.error == nf);
     CHECK(w != nullptr);
@@ -282,7 +283,7 @@ TEST_CASE("route cache: a fresh answer replaces an expired negative one", "[cach
     fill(c, "http:a", make_route(80));
     const auto p = c.peek("http:a");
     CHECK(p.status == status::hit);
-    CHECK(p.route->endpoints.at(0).port == 80);
+    CHECK((*p.route)->endpoints.at(0).port == 80);
     CHECK(c.stats().entries == 1);
     CHECK(c.stats().expirations == 1);
 }
@@ -355,7 +356,7 @@ TEST_CASE("route cache: single flight across threads", "[cache][threads]") {
     st = c.stats();
     CHECK(st.inflight == 0);
     CHECK(st.entries == 1);
-    CHECK(c.peek("http:hot").route == route);
+    CHECK(*c.peek("http:hot").route == route);
 }
 
 TEST_CASE("route cache: lookups racing with complete() are each answered once",
@@ -441,7 +442,7 @@ TEST_CASE("route cache: invalidate during a flight keeps the answer out", "[cach
     // The next flight is a normal one again.
     fill(c, "http:a", make_route(2));
     CHECK(c.peek("http:a").status == status::hit);
-    CHECK(c.peek("http:a").route->endpoints.at(0).port == 2);
+    CHECK((*c.peek("http:a").route)->endpoints.at(0).port == 2);
 }
 
 TEST_CASE("route cache: invalidate drops a cached entry", "[cache]") {
@@ -618,6 +619,139 @@ TEST_CASE("route cache: steady_ms moves forward", "[cache]") {
     std::this_thread::sleep_for(5ms);
     const auto b = steady_ms();
     CHECK(b >= a + 5);
+}
+
+// ---- the per-thread front tables ----------------------------------------------------------------
+
+TEST_CASE("route cache: repeated hits from a thread's front table see every removal at once",
+          "[cache][front]") {
+    route_cache c(opts(10s, 10s));
+    const auto first = make_route(1);
+    fill(c, "http:a", first);
+    for (int i = 0; i < 3; ++i)  // the first copies into the front table, the others read it
+        REQUIRE(*c.peek("http:a").route == first);
+
+    SECTION("invalidation") {
+        CHECK(c.invalidate("http:a"));
+        CHECK(c.peek("http:a").status == status::miss);
+    }
+    SECTION("invalidation by suffix") {
+        CHECK(c.invalidate_matching(":a") == 1);
+        CHECK(c.peek("http:a").status == status::miss);
+    }
+    SECTION("clear") {
+        c.clear();
+        CHECK(c.peek("http:a").status == status::miss);
+    }
+    SECTION("a new answer stored for the live key") {
+        const auto second = make_route(2);
+        c.store("http:a", second);
+        CHECK(*c.peek("http:a").route == second);
+    }
+    SECTION("a negative answer after invalidation") {
+        CHECK(c.invalidate("http:a"));
+        const auto nf = make_error(error_code::not_found);
+        fill(c, "http:a", nullptr, nf);
+        const auto p = c.peek("http:a");
+        CHECK(p.status == status::negative_hit);
+        CHECK(*p.error == nf);
+        CHECK(*p.route == nullptr);
+    }
+}
+
+TEST_CASE("route cache: a front copy expires with its entry", "[cache][front]") {
+    route_cache c(opts(30ms, 30ms));
+    const ttl_window window(30ms);
+    fill(c, "http:a", make_route(1));
+    const auto a = c.peek("http:a").status;
+    const auto b = c.peek("http:a").status;
+    SKIP_IF_LATE(window);
+    CHECK(a == status::hit);
+    CHECK(b == status::hit);
+    std::this_thread::sleep_for(60ms);
+    CHECK(c.peek("http:a").status == status::miss);
+    // The clock is the caller's: a copy is a hit for a time before its expiry, not after.
+    route_cache d(opts(10s, 10s));
+    fill(d, "http:b", make_route(2));
+    const std::uint64_t now = steady_ms();
+    CHECK(d.peek("http:b", now).status == status::hit);
+    CHECK(d.peek("http:b", now).status == status::hit);
+    CHECK(d.peek("http:b", now + 20'000).status == status::miss);
+}
+
+TEST_CASE("route cache: eviction of a key held in a front table", "[cache][front]") {
+    const auto keys = same_shard_keys(3);
+    route_cache c(opts(10s, 10s, 32));  // two entries per shard
+    fill(c, keys[0], make_route(1));
+    REQUIRE(c.peek(keys[0]).status == status::hit);
+    REQUIRE(c.peek(keys[0]).status == status::hit);
+    fill(c, keys[1], make_route(2));
+    fill(c, keys[2], make_route(3));  // evicts keys[0], the oldest
+    CHECK(c.stats().evictions == 1);
+    CHECK(c.peek(keys[0]).status == status::miss);
+    CHECK(c.peek(keys[2]).status == status::hit);
+}
+
+TEST_CASE("route cache: front tables are per thread, their hits are counted", "[cache][front]") {
+    route_cache c(opts(10s, 10s));
+    const auto route = make_route(1);
+    fill(c, "http:a", route);
+    fill(c, "http:gone", nullptr, make_error(error_code::not_found));
+    // A key longer than a front slot holds is answered from the shared table every time.
+    const std::string long_key = "http:" + std::string(200, 'x') + ".example";
+    fill(c, long_key, make_route(3));
+
+    constexpr int threads = 4;
+    constexpr int rounds = 500;
+    std::atomic<int> wrong{0};
+    std::barrier sync(threads + 1);
+    std::vector<std::jthread> pool;
+    for (int t = 0; t < threads; ++t) {
+        pool.emplace_back([&] {
+            for (int i = 0; i < rounds; ++i) {
+                if (*c.peek("http:a").route != route) ++wrong;
+                if (c.peek("http:gone").status != status::negative_hit) ++wrong;
+                const auto p = c.peek(long_key);
+                if (p.status != status::hit || (*p.route)->endpoints.at(0).port != 3) ++wrong;
+            }
+            sync.arrive_and_wait();  // every thread has its copies
+            sync.arrive_and_wait();  // the main thread invalidated "http:a"
+            if (c.peek("http:a").status != status::miss) ++wrong;
+            if (c.peek("http:gone").status != status::negative_hit) ++wrong;
+        });
+    }
+    sync.arrive_and_wait();
+    CHECK(c.invalidate("http:a"));
+    sync.arrive_and_wait();
+    pool.clear();
+    CHECK(wrong == 0);
+    const auto st = c.stats();
+    CHECK(st.hits == threads * rounds * 2);
+    CHECK(st.negative_hits == threads * (rounds + 1));
+}
+
+TEST_CASE("route cache: a thread switching between caches keeps each one's answers apart",
+          "[cache][front]") {
+    route_cache a(opts(10s, 10s));
+    route_cache b(opts(10s, 10s));
+    const auto ra = make_route(1);
+    const auto rb = make_route(2);
+    fill(a, "http:x", ra);
+    fill(b, "http:x", rb);
+    for (int i = 0; i < 3; ++i) {
+        CHECK(*a.peek("http:x").route == ra);
+        CHECK(*b.peek("http:x").route == rb);
+    }
+    CHECK(a.stats().hits == 3);
+    CHECK(b.stats().hits == 3);
+    {
+        route_cache gone(opts(10s, 10s));
+        fill(gone, "http:y", make_route(3));
+        CHECK(gone.peek("http:y").status == status::hit);
+    }
+    // A cache made after one was destroyed never sees the destroyed one's front table.
+    route_cache fresh(opts(10s, 10s));
+    CHECK(fresh.peek("http:y").status == status::miss);
 }
 
 }  // namespace spoa::routing

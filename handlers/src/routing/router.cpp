@@ -425,11 +425,11 @@ void router::decide(const decision& d, reply& reply, MakeContext&& make_ctx) {
         fast.status == route_cache::lookup_status::negative_hit) {
         const std::string_view label =
             fast.status == route_cache::lookup_status::hit ? "hit" : "negative";
-        if (must_wake(fast.route, fast.error)) {
-            hold_for_cold_start(reply.defer(), d, fast.route, label, make_ctx());
+        if (must_wake(*fast.route, *fast.error)) {
+            hold_for_cold_start(reply.defer(), d, *fast.route, label, make_ctx());
             return;
         }
-        answer(reply, d, fast.route, fast.error, label);
+        answer(reply, d, *fast.route, *fast.error, label);
         return;
     }
     // A miss: the answer comes later, from the thread that completes the lookup.

@@ -2,6 +2,13 @@
 /// The route cache shared by every loop thread: short TTL (milliseconds), negative caching of
 /// not_found, single-flight (concurrent misses for one key make one resolver call; the other
 /// requests wait on it), an entry limit with FIFO eviction, and explicit invalidation.
+///
+/// Each thread that peeks also keeps a small front table of what it found: a repeated hit is
+/// answered from there without a lock or a write to memory another thread uses. A front entry
+/// is valid until its TTL, and only while the cache's epoch is the one it was copied at: every
+/// removal or replacement of an entry before its expiry (invalidation, eviction, a new answer
+/// for a cached key) moves the epoch on. Expiry does not (a front copy expires with its entry),
+/// so TTL refreshes leave the front tables alone.
 
 #include <atomic>
 #include <chrono>
@@ -11,6 +18,7 @@
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <unordered_map>
 #include <vector>
 
@@ -75,6 +83,9 @@ struct cache_options {
     std::chrono::milliseconds ttl{1000};
     std::chrono::milliseconds negative_ttl{5000};
     std::size_t max_entries = 100000;
+    /// Seed of the key hash; 0 (the default): a random one per cache. Tests fix it to know
+    /// which keys share a shard.
+    std::uint64_t hash_seed = 0;
 };
 
 struct cache_stats {
@@ -100,11 +111,19 @@ class route_cache {
         std::shared_ptr<const resolve_error> error;  ///< negative_hit
     };
 
-    /// Lock-free for the caller's allocations: a hit or negative hit, else `miss` (nothing
-    /// recorded). Lets the hot path find hits without creating a waiter first.
-    [[nodiscard]] lookup_result peek(std::string_view key);
+    /// What peek() found. The pointers are never null (they point to empty pointers on a miss)
+    /// and point into the calling thread's front table: valid until that thread's next peek()
+    /// on this cache.
+    struct peek_result {
+        lookup_status status;  ///< hit, negative_hit or miss
+        const std::shared_ptr<const checked_route>* route;
+        const std::shared_ptr<const resolve_error>* error;
+    };
+    /// A hit or negative hit, else `miss` (nothing recorded): lets the hot path find hits
+    /// without creating a waiter first. Allocates nothing; a repeated hit takes no lock.
+    [[nodiscard]] peek_result peek(std::string_view key);
     /// The same with the caller's clock (steady_clock milliseconds): no clock read.
-    [[nodiscard]] lookup_result peek(std::string_view key, std::uint64_t now_ms);
+    [[nodiscard]] peek_result peek(std::string_view key, std::uint64_t now_ms);
 
     /// On a hit the waiter is left alone. On a miss it is moved into the key's flight: `leader`
     /// means the caller must resolve and then call complete(); `joined` means someone else is.
@@ -150,11 +169,12 @@ class route_cache {
             return a.key == b;
         }
     };
+    /// Seeded per cache: keys come from clients (Host headers, SNI), and an unseeded hash
+    /// would let them choose keys that all land in one bucket.
     struct key_hash {
         using is_transparent = void;
-        std::size_t operator()(std::string_view s) const noexcept {
-            return std::hash<std::string_view>{}(s);
-        }
+        std::uint64_t seed;
+        std::size_t operator()(std::string_view s) const noexcept;
         std::size_t operator()(const hashed_key& k) const noexcept { return k.hash; }
     };
     /// One cache line apart, and hits counted under the shard's own lock: loop threads
@@ -169,14 +189,41 @@ class route_cache {
         std::uint64_t negative_hits = 0;
     };
 
+    static constexpr std::size_t front_slots = 256;   ///< per thread, direct-mapped by hash
+    static constexpr std::size_t front_key_max = 80;  ///< longer keys are not kept in front
+    struct front_entry {
+        std::uint64_t hash = 0;
+        std::uint64_t epoch = 0;  ///< the cache's epoch when copied; 0: empty
+        std::uint64_t expires_ms = 0;
+        std::shared_ptr<const checked_route> route;
+        std::shared_ptr<const resolve_error> error;
+        std::size_t key_size = 0;
+        char key[front_key_max];
+    };
+    /// One thread's front table. Only that thread writes it; stats() reads the counters.
+    struct front_table {
+        front_entry slots[front_slots];
+        front_entry oversized;  ///< holds the answer to a key too long for the slots
+        std::atomic<std::uint64_t> hits{0};
+        std::atomic<std::uint64_t> negative_hits{0};
+    };
+
     static constexpr std::size_t shard_count = 16;
     [[nodiscard]] shard& shard_for(std::string_view key) noexcept;
-    void uncache(shard& s, slot& sl) noexcept;
+    /// Drops the cached answer of `sl`; one still valid at `now` moves the epoch on (`now` 0:
+    /// always, for invalidations).
+    void uncache(shard& s, slot& sl, std::uint64_t now) noexcept;
     void make_room(shard& s, std::uint64_t now);
+    [[nodiscard]] front_table& front();
 
     cache_options opts_;
     std::size_t per_shard_limit_;
+    const std::uint64_t id_;  ///< unique per cache: whose front table a thread's pointer is
+    const key_hash hash_;
+    std::atomic<std::uint64_t> epoch_{1};
     shard shards_[shard_count];
+    mutable std::mutex fronts_mutex_;
+    std::vector<std::pair<std::thread::id, std::unique_ptr<front_table>>> fronts_;
     std::atomic<std::uint64_t> misses_{0};
     std::atomic<std::uint64_t> coalesced_{0};
     std::atomic<std::uint64_t> invalidations_{0};
