@@ -258,6 +258,7 @@ void worker::dispatch(connection& c, std::uint64_t stream_id, std::uint64_t fram
         protocol::ack_writer ack(out, stream_id, frame_id, frame_limit);
         current_.actions_start = out.size();
         const std::size_t limit = current_.frame_start + protocol::length_prefix_size + frame_limit;
+        writing_ack_ = true;
         bool failed = false;
         for (std::size_t i = 0; i < messages.size() && !failed; ++i) {
             if (handler_of_[i] == handler_table::npos) continue;
@@ -274,19 +275,21 @@ void worker::dispatch(connection& c, std::uint64_t stream_id, std::uint64_t fram
             }
             if (r.refused() != 0) stats_.actions_refused.inc(r.refused());
         }
+        writing_ack_ = false;
         if (dispatching_) {
             if (failed) dispatching_->failed = true;
             finish_dispatch(dispatching_);
-            return;
+        } else {
+            if (failed) ack.reset_actions();
+            if (ack.payload_size() == 0) (void)ack.unset_var(protocol::var_scope::txn, noop_var);
+            ack.finish();
+            stats_.frames_out[static_cast<std::size_t>(sent_kind::ack)].inc();
+            const std::uint64_t done = uv_hrtime();
+            stats_.handler_latency.observe(static_cast<double>(done - started) * 1e-9);
+            c.frame_answered(false);
+            batch_clock_ns_ = done;
         }
-        if (failed) ack.reset_actions();
-        if (ack.payload_size() == 0) (void)ack.unset_var(protocol::var_scope::txn, noop_var);
-        ack.finish();
-        stats_.frames_out[static_cast<std::size_t>(sent_kind::ack)].inc();
-        const std::uint64_t done = uv_hrtime();
-        stats_.handler_latency.observe(static_cast<double>(done - started) * 1e-9);
-        c.frame_answered(false);
-        batch_clock_ns_ = done;
+        if (!postponed_.empty()) answer_postponed();
         return;
     }
 
@@ -427,7 +430,21 @@ void worker::complete(async_state* s) noexcept {
         if (p->outstanding == 0) release_pending(p);
         return;
     }
-    if (p->outstanding == 0) answer(p, false);
+    if (p->outstanding == 0) {
+        if (writing_ack_) {
+            postponed_.push_back(p);
+            return;
+        }
+        answer(p, false);
+    }
+}
+
+void worker::answer_postponed() noexcept {
+    // Handlers cannot close a connection, so nothing detached these frames meanwhile (detach
+    // would have released them).
+    for (pending_frame* p : postponed_)
+        answer(p, false);
+    postponed_.clear();
 }
 
 void worker::answer(pending_frame* p, bool expired) noexcept {

@@ -106,6 +106,8 @@ class worker final : private deferral {
     /// End of a dispatch that made a pending frame: answer it now if every handler is back,
     /// else wait for them or the deadline.
     void finish_dispatch(pending_frame* p);
+    /// Answers the frames completed while an ACK was being written (writing_ack_).
+    void answer_postponed() noexcept;
     pending_frame* acquire_pending();
     /// Async handler states are pooled too: no allocation per async call once warm.
     async_state* acquire_state(pending_frame* p, std::size_t budget);
@@ -159,6 +161,11 @@ class worker final : private deferral {
     } current_;
     /// The pending frame of the frame being dispatched, if it has one (async handler or defer).
     pending_frame* dispatching_ = nullptr;
+    /// True while sync handlers write an ACK straight into a connection's output buffer: a
+    /// frame completed meanwhile on this thread (a handler finishing an earlier frame's reply)
+    /// is answered once that ACK is whole, not in the middle of it.
+    bool writing_ack_ = false;
+    std::vector<pending_frame*> postponed_;
     /// uv_hrtime() taken when the previous synchronous ACK of the current batch was written,
     /// 0 when none (see dispatch).
     std::uint64_t batch_clock_ns_ = 0;

@@ -2,6 +2,8 @@
 // The frame's ACK keeps the actions set before the defer, in message order, and gets the
 // deferred reply's actions when it completes (or at the deadline, without them).
 
+#include <optional>
+#include <set>
 #include <stdexcept>
 #include <thread>
 
@@ -255,6 +257,52 @@ TEST_CASE("defer: a deferred frame whose connection closed is dropped and counte
     auto d = a.connect_ready();
     d.send_notify(2, 2, maybe(false));
     CHECK(d.expect(ft::ack).stream_id == 2);
+}
+
+TEST_CASE("defer: a handler completing an earlier frame's reply during its own call", "[defer]") {
+    // Both run on the loop thread: the earlier frame's ACK must not land inside the ACK being
+    // written for the current frame.
+    std::optional<async_reply> parked;
+    test_agent a;
+    a.agent().on("park", [&](const message&, reply& r) {
+        r.set_int(var_scope::txn, "parked", 1);
+        parked.emplace(r.defer());
+    });
+    a.agent().on("release", [&](const message&, reply& r) {
+        r.set_int(var_scope::txn, "x", 1);
+        if (parked) {
+            parked->set_int(var_scope::txn, "released", 1);
+            parked->done();
+            parked.reset();
+        }
+        r.set_int(var_scope::txn, "y", 2);
+    });
+    a.start();
+    auto c = a.connect_ready();
+    c.send_notify(1, 1, message_spec{"park", {}});
+    CHECK(c.silent_for(100ms));
+    c.send_notify(2, 1, message_spec{"release", {}});
+    const auto first = c.expect(ft::ack);
+    const auto second = c.expect(ft::ack);
+    CHECK(first.stream_id == 2);
+    CHECK(first.actions() == std::vector<owned_action>{set_txn("x", typed_value::int64(1)),
+                                                       set_txn("y", typed_value::int64(2))});
+    CHECK(second.stream_id == 1);
+    CHECK(second.actions() ==
+          std::vector<owned_action>{set_txn("parked", typed_value::int64(1)),
+                                    set_txn("released", typed_value::int64(1))});
+    // The same when the releasing frame itself defers after releasing.
+    c.send_notify(3, 1, message_spec{"park", {}});
+    CHECK(c.silent_for(100ms));
+    c.send_notify(4, 1, notify_payload(std::vector<message_spec>{{"release", {}}, {"park", {}}}));
+    const auto third = c.expect(ft::ack);
+    CHECK(third.stream_id == 3);
+    CHECK(c.silent_for(100ms));  // stream 4 waits on its own parked reply
+    c.send_notify(5, 1, message_spec{"release", {}});
+    std::set<std::uint64_t> streams;
+    for (int i = 0; i < 2; ++i)
+        streams.insert(c.expect(ft::ack).stream_id);
+    CHECK(streams == std::set<std::uint64_t>{4, 5});
 }
 
 }  // namespace spoa::testing
