@@ -304,11 +304,7 @@ void worker::dispatch(connection& c, std::uint64_t stream_id, std::uint64_t fram
                 if (r.refused() != 0) stats_.actions_refused.inc(r.refused());
                 continue;
             }
-            async_state* s = acquire_state(p, budget);
-            s->next_in_frame = p->states;
-            p->states = s;
-            ++p->outstanding;
-            h.async(message(messages[i], origin), async_reply(s));
+            h.async(message(messages[i], origin), async_reply(acquire_state(p, budget)));
         } catch (const std::exception& e) {
             handler_failed(messages[i].name, e.what());
             p->failed = true;
@@ -343,11 +339,7 @@ deferral::target worker::defer() {
         p->actions.append(out.view().subspan(current_.actions_start));
         out.truncate(current_.frame_start);
     }
-    async_state* s = acquire_state(p, budget);
-    s->next_in_frame = p->states;
-    p->states = s;
-    ++p->outstanding;
-    return {s, &p->actions, budget};
+    return {acquire_state(p, budget), &p->actions, budget};
 }
 
 void worker::finish_dispatch(pending_frame* p) {
@@ -384,10 +376,17 @@ std::uint64_t worker::write_ack(connection& c, std::uint64_t sid, std::uint64_t 
 }
 
 async_state* worker::acquire_state(pending_frame* p, std::size_t budget) {
-    if (state_pool_.empty()) return new async_state(mailbox_, p, budget);
-    async_state* s = state_pool_.back();
-    state_pool_.pop_back();
-    s->reuse(p, budget);
+    async_state* s = nullptr;
+    if (state_pool_.empty()) {
+        s = new async_state(mailbox_, p, budget);
+    } else {
+        s = state_pool_.back();
+        state_pool_.pop_back();
+        s->reuse(p, budget);
+    }
+    s->next_in_frame = p->states;
+    p->states = s;
+    ++p->outstanding;
     return s;
 }
 

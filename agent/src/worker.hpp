@@ -109,7 +109,8 @@ class worker final : private deferral {
     /// Answers the frames completed while an ACK was being written (writing_ack_).
     void answer_postponed() noexcept;
     pending_frame* acquire_pending();
-    /// Async handler states are pooled too: no allocation per async call once warm.
+    /// A state for one more outstanding handler of `p` (linked into it and counted). Pooled
+    /// too: no allocation per async call once warm.
     async_state* acquire_state(pending_frame* p, std::size_t budget);
     void release_state(async_state* s) noexcept;
     void release_pending(pending_frame* p) noexcept;

@@ -320,19 +320,20 @@ run_row() {
 # paired_ratio: PAIRS alternating 1-s runs (echo, route warm) against the current agent; sets
 # PAIRED to "median X% (min..max of N pairs)" of route/echo rate per pair.
 paired_ratio() {
-    local i line e r ratios=()
+    local i e r ratios=()
     PAIRED="-"
     ((PAIRS > 0)) || return 0
+    one_second_rate() {  # one_second_rate LOADGEN_ARGS...: ACKs/s of a 1-s run
+        local line
+        line=$("$LOADGEN" --target "127.0.0.1:$APORT" --connections "$CONNS" \
+            --inflight "$INFLIGHT" --threads "$LG_THREADS" --warmup 0.2 --duration 1 "$@" \
+            2>>"$WORK/lg.err") || return 1
+        field "$line" ack_per_s
+    }
     for ((i = 0; i < PAIRS; i++)); do
-        line=$("$LOADGEN" --target "127.0.0.1:$APORT" --connections "$CONNS" \
-            --inflight "$INFLIGHT" --threads "$LG_THREADS" --warmup 0.2 --duration 1 \
-            --message echo --expect echo 2>>"$WORK/lg.err") || fail "pair $i: echo run failed"
-        e=$(field "$line" ack_per_s)
-        line=$("$LOADGEN" --target "127.0.0.1:$APORT" --connections "$CONNS" \
-            --inflight "$INFLIGHT" --threads "$LG_THREADS" --warmup 0.2 --duration 1 \
-            --message route-http --hosts "$HOSTS" --host-suffix lit.bench.localhost \
-            2>>"$WORK/lg.err") || fail "pair $i: route run failed"
-        r=$(field "$line" ack_per_s)
+        e=$(one_second_rate --message echo --expect echo) || fail "pair $i: echo run failed"
+        r=$(one_second_rate --message route-http --hosts "$HOSTS" \
+            --host-suffix lit.bench.localhost) || fail "pair $i: route run failed"
         ratios+=("$(awk -v r="${r:-0}" -v e="${e:-0}" \
             'BEGIN { if (e > 0) printf "%.1f", 100 * r / e; else print 0 }')")
     done
