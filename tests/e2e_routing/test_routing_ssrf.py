@@ -110,7 +110,7 @@ routes:
     code, _, body = r.http_get(port, "mapped.test")
     log(f"[::ffff:127.0.0.1] in allowlist mode: {code} {body.strip()[:100]!r}")
     check_eq((code, r.backend_of(body)), (200, "A"), "IPv4-mapped loopback judged as 127.0.0.1")
-    lines = st.haproxy_log_lines(r"route=mapped\.test ")
+    lines = st.haproxy_log_lines(r"route=mapped\.test ", expect=2)
     check(len(lines) == 2, f"mapped.test log lines: {lines}")
     log(f"mapped route in allowlist mode: {lines[-1]}")
 

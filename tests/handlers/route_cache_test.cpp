@@ -754,4 +754,38 @@ TEST_CASE("route cache: a thread switching between caches keeps each one's answe
     CHECK(fresh.peek("http:y").status == status::miss);
 }
 
+TEST_CASE("resource activity: one report per window, whatever order the threads' clocks arrive in",
+          "[activity]") {
+    resource_activity a(protocol::http, "act.test");
+    CHECK(a.claim_report(10'000, 1'500));
+    CHECK_FALSE(a.claim_report(10'000, 1'500));
+    // Another loop thread's reading, taken a millisecond before the report: same window (an
+    // unsigned now - last once made this a new one).
+    CHECK_FALSE(a.claim_report(9'999, 1'500));
+    CHECK_FALSE(a.claim_report(11'499, 1'500));
+    CHECK(a.claim_report(11'500, 1'500));
+    CHECK_FALSE(a.claim_report(10'000, 1'500));
+    CHECK(a.last_reported_ms.load() == 11'500);
+    // The same skew in an age: a reading stored after ours is 0 ms old, not 2^64 - 1.
+    CHECK(ms_since(9'999, 10'000) == 0);
+    CHECK(ms_since(11'500, 10'000) == 1'500);
+}
+
+TEST_CASE("resource activity: concurrent claims with skewed clocks report once per window",
+          "[activity]") {
+    resource_activity a(protocol::http, "act.test");
+    std::atomic<int> reports{0};
+    std::vector<std::thread> threads;
+    for (std::uint64_t t = 0; t < 4; ++t) {
+        threads.emplace_back([&, t] {
+            // Each thread's clock is up to 3 ms off the others'; all stay inside one window.
+            for (std::uint64_t i = 0; i < 10'000; ++i)
+                if (a.claim_report(50'000 + t + i / 1'000, 1'500)) reports.fetch_add(1);
+        });
+    }
+    for (auto& th : threads)
+        th.join();
+    CHECK(reports.load() == 1);
+}
+
 }  // namespace spoa::routing

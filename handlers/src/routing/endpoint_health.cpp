@@ -147,7 +147,7 @@ void endpoint_health::run_checks() {
     {
         std::lock_guard lock(mutex_);
         for (auto& [k, s] : states_) {
-            const bool recent = now - s->last_used_ms_.load(std::memory_order_relaxed) <
+            const bool recent = ms_since(now, s->last_used_ms_.load(std::memory_order_relaxed)) <
                                 static_cast<std::uint64_t>(health_.recent_use.count());
             // Half-open circuits get their trial from the checks too, so an endpoint nobody
             // routes to any more can still close its circuit.

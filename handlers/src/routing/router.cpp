@@ -203,7 +203,7 @@ void router::attach(agent& a) {
         for (const auto& [key, act] : activity_) {
             body += std::string(to_string(act->proto)) + " " + act->id + " " +
                     std::to_string(act->decisions.load()) + " " +
-                    std::to_string(now - act->last_seen_ms.load()) + "\n";
+                    std::to_string(ms_since(now, act->last_seen_ms.load())) + "\n";
         }
         return admin_response{200, "text/plain", body};
     });
@@ -704,9 +704,7 @@ void router::note_activity(const decision& d, const checked_route& route, std::u
     if (a->last_seen_ms.load(std::memory_order_relaxed) < now)
         a->last_seen_ms.store(now, std::memory_order_relaxed);
     // Throttled idle signal: one track_activity per resource per interval, whatever the rate.
-    std::uint64_t last = a->last_reported_ms.load(std::memory_order_relaxed);
-    if ((last == 0 || now - last >= static_cast<std::uint64_t>(opts_.activity_throttle.count())) &&
-        a->last_reported_ms.compare_exchange_strong(last, now)) {
+    if (a->claim_report(now, static_cast<std::uint64_t>(opts_.activity_throttle.count()))) {
         activity_reports_.fetch_add(1, std::memory_order_relaxed);
         service_->post(
             [this, id = a->id, p = a->proto](uv_loop_t*) { resolver_->track_activity(id, p); });

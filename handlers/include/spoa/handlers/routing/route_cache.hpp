@@ -37,6 +37,17 @@ struct resource_activity {
     std::atomic<std::uint64_t> last_seen_ms{0};
     std::atomic<std::uint64_t> decisions{0};
     std::atomic<std::uint64_t> last_reported_ms{0};
+
+    /// True for exactly one caller per `interval_ms` window. Loop threads pass their own
+    /// clock readings, which can be a little behind the one that last reported: a reading
+    /// older than the last report is inside its window, never a new one.
+    bool claim_report(std::uint64_t now_ms, std::uint64_t interval_ms) {
+        std::uint64_t last = last_reported_ms.load(std::memory_order_relaxed);
+        do {
+            if (last != 0 && (now_ms < last || now_ms - last < interval_ms)) return false;
+        } while (!last_reported_ms.compare_exchange_weak(last, now_ms));
+        return true;
+    }
 };
 
 /// An endpoint after SSRF validation: HAProxy is only ever given `address`.
@@ -231,5 +242,12 @@ class route_cache {
 
 /// Milliseconds on the steady clock (the cache's time base).
 [[nodiscard]] std::uint64_t steady_ms() noexcept;
+
+/// now - then, or 0 when `then` is later: another thread may have stored a reading taken
+/// after this thread's `now`, and an unsigned difference would make that an age of 584
+/// million years.
+[[nodiscard]] constexpr std::uint64_t ms_since(std::uint64_t now, std::uint64_t then) noexcept {
+    return now > then ? now - then : 0;
+}
 
 }  // namespace spoa::routing
