@@ -191,6 +191,13 @@ EOF
 "$agent_bin" --listen "127.0.0.1:$agent_port" --admin "127.0.0.1:$admin_port" \
     --config "$work/routing.yaml" --deadline 4500 >"$work/agent.log" 2>&1 &
 pids+=($!)
+# HAProxy starts once the agent listens: an SPOE connection refused at start-up is retried after
+# a one-second turn-around while the requests behind it wait.
+for _ in $(seq 1 300); do
+    kill -0 "${pids[-1]}" 2>/dev/null || { cat "$work/agent.log" >&2; exit 1; }
+    curl -sf -o /dev/null "http://127.0.0.1:$admin_port/healthz" && break
+    sleep 0.1
+done
 
 version=$(haproxy -v | sed -n 's/^HAProxy version \([0-9]*\)\.\([0-9]*\).*/\1 \2/p')
 read -r major minor <<<"$version"
@@ -204,10 +211,13 @@ export SPOA_AGENT_ADDR="127.0.0.1:$agent_port" SPOA_HTTP_BIND="127.0.0.1:$http_p
 haproxy -f "$cfg_dir/haproxy.cfg" >"$work/haproxy.log" 2>&1 &
 pids+=($!)
 
-# Wait until HAProxy answers through the agent.
-for _ in $(seq 1 100); do
+# Wait until HAProxy routes through the agent: any HTTP answer is not enough, a 503 "no routing
+# decision" comes back while HAProxy has not yet connected to the agent (its first check).
+for _ in $(seq 1 300); do
     kill -0 "${pids[-1]}" 2>/dev/null || { cat "$work/haproxy.log" >&2; exit 1; }
-    curl -s -o /dev/null -H 'Host: app1.localhost' "http://127.0.0.1:$http_port/" && break
+    code=$(curl -s -o /dev/null -w '%{http_code}' -H 'Host: app1.localhost' \
+           "http://127.0.0.1:$http_port/" || true)
+    [ "$code" = 200 ] && break
     sleep 0.1
 done
 
@@ -259,7 +269,7 @@ if [ "$wait_for_ctrl_c" -eq 0 ]; then
         exit 0
     fi
     say "self-check FAILED: '$out1' '$out2' $code404 $code403 '$db1' '$db2' asleep=$asleep cold='$kind1' then '$kind2'"
-    tail -20 "$work/agent.log" "$work/haproxy.log" "$work/platform.log" >&2
+    tail -n 20 "$work/agent.log" "$work/haproxy.log" "$work/platform.log" >&2
     exit 1
 fi
 
