@@ -30,6 +30,17 @@ tls_port=${DEMO_TLS_PORT:-8443}
 feedback_port=${DEMO_FEEDBACK_PORT:-$((agent_port + 2))}  # UDP: HAProxy's log lines to the agent
 
 say() { printf '\033[1m== %s\033[0m\n' "$*"; }
+# wait_for LOG COMMAND...: runs COMMAND every 0.1 s (30 s at most) until it succeeds; if the
+# process started last exits meanwhile, prints LOG (its output) and fails the script.
+wait_for() {
+    local log=$1
+    shift
+    for _ in $(seq 1 300); do
+        kill -0 "${pids[-1]}" 2>/dev/null || { cat "$log" >&2; exit 1; }
+        "$@" && return 0
+        sleep 0.1
+    done
+}
 
 # --- dependencies -------------------------------------------------------------------------
 packages=(build-essential cmake ninja-build pkg-config libuv1-dev libmsgpack-cxx-dev libboost-dev
@@ -193,11 +204,7 @@ EOF
 pids+=($!)
 # HAProxy starts once the agent listens: an SPOE connection refused at start-up is retried after
 # a one-second turn-around while the requests behind it wait.
-for _ in $(seq 1 300); do
-    kill -0 "${pids[-1]}" 2>/dev/null || { cat "$work/agent.log" >&2; exit 1; }
-    curl -sf -o /dev/null "http://127.0.0.1:$admin_port/healthz" && break
-    sleep 0.1
-done
+wait_for "$work/agent.log" curl -sf -o /dev/null "http://127.0.0.1:$admin_port/healthz"
 
 version=$(haproxy -v | sed -n 's/^HAProxy version \([0-9]*\)\.\([0-9]*\).*/\1 \2/p')
 read -r major minor <<<"$version"
@@ -213,13 +220,11 @@ pids+=($!)
 
 # Wait until HAProxy routes through the agent: any HTTP answer is not enough, a 503 "no routing
 # decision" comes back while HAProxy has not yet connected to the agent (its first check).
-for _ in $(seq 1 300); do
-    kill -0 "${pids[-1]}" 2>/dev/null || { cat "$work/haproxy.log" >&2; exit 1; }
-    code=$(curl -s -o /dev/null -w '%{http_code}' -H 'Host: app1.localhost' \
-           "http://127.0.0.1:$http_port/" || true)
-    [ "$code" = 200 ] && break
-    sleep 0.1
-done
+routed() {
+    [ "$(curl -s -o /dev/null -w '%{http_code}' -H 'Host: app1.localhost' \
+          "http://127.0.0.1:$http_port/")" = 200 ]
+}
+wait_for "$work/haproxy.log" routed
 
 say "running: HAProxy $(haproxy -v | head -1 | awk '{print $3}') ($cfg_dir), spoa-agent, 2 web backends (+1 asleep), PostgreSQL"
 cat <<EOF

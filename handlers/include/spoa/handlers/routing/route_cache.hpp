@@ -44,7 +44,7 @@ struct resource_activity {
     bool claim_report(std::uint64_t now_ms, std::uint64_t interval_ms) {
         std::uint64_t last = last_reported_ms.load(std::memory_order_relaxed);
         do {
-            if (last != 0 && (now_ms < last || now_ms - last < interval_ms)) return false;
+            if (last != 0 && now_ms < last + interval_ms) return false;
         } while (!last_reported_ms.compare_exchange_weak(last, now_ms));
         return true;
     }
