@@ -59,6 +59,16 @@ def check_eq(actual, expected, what):
         raise TestFailure(f"{what}: expected {expected!r}, got {actual!r}")
 
 
+def check_log_count(found, dropped, expected, what):
+    """`found` log lines of `expected`: never more, and every missing one counted by HAProxy
+    in DroppedLogs (see Env.dropped_logs)."""
+    if found > expected or found + dropped < expected:
+        raise TestFailure(f"{what}: expected {expected}, got {found} "
+                          f"(HAProxy counts {dropped} dropped log lines)")
+    if found < expected:
+        log(f"{what}: {found} of {expected}, HAProxy counts {dropped} dropped log lines")
+
+
 def log(msg):
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
@@ -526,17 +536,37 @@ class Env:
     def haproxy_log(self):
         return self.haproxy.log_text() if self.haproxy else ""
 
-    def spoe_log_statuses(self, expect=None, timeout=3.0):
-        """st=<status> of every SPOE event line in HAProxy's log, as ints. With `expect`, wait
-        (up to `timeout` s) until that many lines were written: HAProxy's threads write their
-        log lines asynchronously, the last ones may land after the client got its answer."""
+    def dropped_logs(self):
+        """HAProxy's DroppedLogs counter. Its threads write log lines to stdout without
+        blocking: one that cannot take the write lock after a few hundred tries gives the line
+        up and counts it here (a UDP log target that would block counts the same way). A test
+        that counts the lines of a burst accounts for these."""
+        m = re.search(r"DroppedLogs: (\d+)", self.cli("show info", timeout=2))
+        return int(m.group(1)) if m else 0
+
+    def wait_log_lines(self, find, expect, timeout):
+        """Calls find() (the matching lines of HAProxy's log) until it returns `expect` lines,
+        or fewer with the difference counted by HAProxy as dropped, or `timeout` s passed:
+        HAProxy writes log lines after the client got its answer. Returns (lines, dropped)."""
         deadline = time.monotonic() + timeout
         while True:
-            found = [int(m) for m in re.findall(
-                r"SPOE: \[e-agent\] <EVENT:[^>]*> sid=\d+ st=(-?\d+)", self.haproxy_log())]
-            if expect is None or len(found) >= expect or time.monotonic() > deadline:
-                return found
+            found = find()
+            dropped = self.dropped_logs() if len(found) < expect else 0
+            if len(found) + dropped >= expect or time.monotonic() > deadline:
+                return found, dropped
             time.sleep(0.05)
+
+    def spoe_log_statuses(self, expect=None, timeout=3.0):
+        """st=<status> of every SPOE event line in HAProxy's log, as ints. With `expect`, wait
+        as wait_log_lines() does and fail unless every missing line is one HAProxy dropped."""
+        def find():
+            return [int(m) for m in re.findall(
+                r"SPOE: \[e-agent\] <EVENT:[^>]*> sid=\d+ st=(-?\d+)", self.haproxy_log())]
+        if expect is None:
+            return find()
+        found, dropped = self.wait_log_lines(find, expect, timeout)
+        check_log_count(len(found), dropped, expect, "SPOE event lines in HAProxy's log")
+        return found
 
     # -- frame tap -------------------------------------------------------------------------
     def tap(self, upstream_port):

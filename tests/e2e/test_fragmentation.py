@@ -145,7 +145,8 @@ def test(env):
     parts = notifies[1][3]
     check(len(parts) >= 2, f"B: that NOTIFY was fragmented too ({len(parts)} frames)")
     check_eq(agent.metric("spoa_actions_refused_total"), 1.0, "B: nothing refused this time")
-    check_eq(env.spoe_log_statuses(expect=2), [0, 0], "SPOE statuses in HAProxy's log")
+    check_eq([s for s in env.spoe_log_statuses(expect=2) if s != 0], [],
+             "SPOE error statuses in HAProxy's log")
 
     # /metrics: spoa_frames_received_total{type="UNSET"} should count the UNSET fragments.
     unset_on_wire = sum(1 for f in tap.snapshot() if f.direction == "h2a" and f.type == 0)

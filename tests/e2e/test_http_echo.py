@@ -151,8 +151,8 @@ def test(env):
     m = agent.metrics()
     check_eq(agent.metric("spoa_messages_total", 'message="echo"', m), float(len(cases)),
              "spoa_messages_total{message=echo}")
-    check_eq(env.spoe_log_statuses(expect=len(cases)), [0] * len(cases),
-             "SPOE statuses in HAProxy's log")
+    check_eq([s for s in env.spoe_log_statuses(expect=len(cases)) if s != 0], [],
+             "SPOE error statuses in HAProxy's log")
 
 
 if __name__ == "__main__":

@@ -64,8 +64,8 @@ def test(env):
              "NOTIFY frames received by the agent")
     check_eq(agent.metric("spoa_frames_sent_total", 'type="ACK"', m), float(REQUESTS),
              "ACK frames sent by the agent")
-    check_eq(env.spoe_log_statuses(expect=REQUESTS), [0] * REQUESTS,
-             "SPOE statuses in HAProxy's log")
+    check_eq([s for s in env.spoe_log_statuses(expect=REQUESTS) if s != 0], [],
+             "SPOE error statuses in HAProxy's log")
 
     # Wire-level view.
     frames = tap.snapshot()
