@@ -30,8 +30,8 @@ tls_port=${DEMO_TLS_PORT:-8443}
 feedback_port=${DEMO_FEEDBACK_PORT:-$((agent_port + 2))}  # UDP: HAProxy's log lines to the agent
 
 say() { printf '\033[1m== %s\033[0m\n' "$*"; }
-# wait_for LOG COMMAND...: runs COMMAND every 0.1 s (30 s at most) until it succeeds; if the
-# process started last exits meanwhile, prints LOG (its output) and fails the script.
+# wait_for LOG COMMAND...: runs COMMAND every 0.1 s until it succeeds; if the process started
+# last exits meanwhile, or 30 s pass, prints LOG (its output) and fails the script.
 wait_for() {
     local log=$1
     shift
@@ -40,6 +40,9 @@ wait_for() {
         "$@" && return 0
         sleep 0.1
     done
+    say "gave up after 30 s waiting for: $*"
+    tail -n 20 "$log" >&2
+    exit 1
 }
 
 # --- dependencies -------------------------------------------------------------------------

@@ -544,16 +544,18 @@ class Env:
         m = re.search(r"DroppedLogs: (\d+)", self.cli("show info", timeout=2))
         return int(m.group(1)) if m else 0
 
-    def wait_log_lines(self, find, expect, timeout):
+    def wait_log_lines(self, find, expect, timeout, what):
         """Calls find() (the matching lines of HAProxy's log) until it returns `expect` lines,
         or fewer with the difference counted by HAProxy as dropped, or `timeout` s passed:
-        HAProxy writes log lines after the client got its answer. Returns (lines, dropped)."""
+        HAProxy writes log lines after the client got its answer. Then check_log_count();
+        returns the lines."""
         deadline = time.monotonic() + timeout
         while True:
             found = find()
             dropped = self.dropped_logs() if len(found) < expect else 0
             if len(found) + dropped >= expect or time.monotonic() > deadline:
-                return found, dropped
+                check_log_count(len(found), dropped, expect, what)
+                return found
             time.sleep(0.05)
 
     def spoe_log_statuses(self, expect=None, timeout=3.0):
@@ -564,9 +566,7 @@ class Env:
                 r"SPOE: \[e-agent\] <EVENT:[^>]*> sid=\d+ st=(-?\d+)", self.haproxy_log())]
         if expect is None:
             return find()
-        found, dropped = self.wait_log_lines(find, expect, timeout)
-        check_log_count(len(found), dropped, expect, "SPOE event lines in HAProxy's log")
-        return found
+        return self.wait_log_lines(find, expect, timeout, "SPOE event lines in HAProxy's log")
 
     # -- frame tap -------------------------------------------------------------------------
     def tap(self, upstream_port):
@@ -581,8 +581,7 @@ class Env:
         self._cleaned = True
         if self.haproxy and self.haproxy.alive():
             try:
-                m = re.search(r"DroppedLogs: (\d+)", self.cli("show info", timeout=2))
-                self._dropped_logs = int(m.group(1)) if m else None
+                self._dropped_logs = self.dropped_logs()
             except OSError:
                 pass
         for t in self.taps:

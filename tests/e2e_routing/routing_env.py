@@ -228,12 +228,15 @@ class Stack:
         for be in AGENT_BACKENDS:
             self.env.wait_server("UP", timeout=15, backend=be, server="agent")
 
+    def haproxy_log_matches(self, pattern):
+        return [l for l in self.env.haproxy_log().splitlines() if re.search(pattern, l)]
+
     def haproxy_log_lines(self, pattern, expect=1, timeout=3.0):
         """Lines of HAProxy's log matching `pattern`; waits (HAProxy writes log lines
         asynchronously, after the client got its answer) until `expect` of them exist."""
         deadline = time.monotonic() + timeout
         while True:
-            lines = [l for l in self.env.haproxy_log().splitlines() if re.search(pattern, l)]
+            lines = self.haproxy_log_matches(pattern)
             if len(lines) >= expect or time.monotonic() > deadline:
                 return lines
             time.sleep(0.05)
