@@ -15,3 +15,10 @@ macro(spoa_enable_sanitizers)
                         -fno-sanitize-recover=all)
     add_link_options(-fsanitize=address,undefined)
 endmacro()
+
+# ThreadSanitizer for the whole build when SPOA_TSAN is on: every data race between loop
+# threads, the service loop, the admin thread and resolver threads is reported.
+macro(spoa_enable_thread_sanitizer)
+    add_compile_options(-fsanitize=thread -fno-omit-frame-pointer)
+    add_link_options(-fsanitize=thread)
+endmacro()
