@@ -359,6 +359,29 @@ TEST_CASE("route cache: single flight across threads", "[cache][threads]") {
     CHECK(*c.peek("http:hot").route == route);
 }
 
+TEST_CASE("route cache: the cache marks which waiters joined a flight", "[cache]") {
+    // The router reads the role from the waiter it gets back from complete() (on the thread
+    // that ends the flight), never from the caller of lookup(), which no longer owns it.
+    route_cache c(opts(10s, 10s));
+    auto first = waiter();
+    auto second = waiter();
+    auto third = waiter();
+    const cache_waiter* leader = first.get();
+    CHECK(c.lookup("http:roles", first).status == status::leader);
+    CHECK(c.lookup("http:roles", second).status == status::joined);
+    CHECK(c.lookup("http:roles", third).status == status::joined);
+    CHECK_FALSE(first);  // taken by the cache
+    const auto back = c.complete("http:roles", make_route(80), nullptr);
+    REQUIRE(back.size() == 3);
+    for (const auto& w : back)
+        CHECK(w->joined() == (w.get() != leader));
+    // A waiter refused on a hit stays with its caller, unmarked.
+    auto late = waiter();
+    CHECK(c.lookup("http:roles", late).status == status::hit);
+    REQUIRE(late);
+    CHECK_FALSE(late->joined());
+}
+
 TEST_CASE("route cache: lookups racing with complete() are each answered once",
           "[cache][threads]") {
     constexpr int threads = 6;

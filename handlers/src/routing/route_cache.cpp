@@ -147,6 +147,7 @@ route_cache::lookup_result route_cache::lookup(std::string_view key,
             uncache(s, sl, now);
         }
         if (!sl.waiters.empty()) {
+            waiter->joined_ = true;
             sl.waiters.push_back(std::move(waiter));
             coalesced_.fetch_add(1, std::memory_order_relaxed);
             return {lookup_status::joined, nullptr, nullptr};

@@ -85,8 +85,12 @@ std::optional<tcp_key> parse_tcp_key(std::string_view s) noexcept {
 }
 
 /// One routing decision waiting for a resolver answer.
+///
+/// Made on a loop thread and handed to the route cache as a waiter (see cache_waiter): from
+/// then on it belongs to the thread that ends the key's flight, which completes and destroys
+/// it. The context is shared read-only with the resolve call the leader starts.
 struct router::request final : cache_waiter {
-    request(router& r, async_reply rep, const decision& d, resolve_context c)
+    request(router& r, async_reply rep, const decision& d, std::shared_ptr<const resolve_context> c)
         : owner(r),
           reply(std::move(rep)),
           proto(d.proto),
@@ -97,12 +101,17 @@ struct router::request final : cache_waiter {
 
     void complete(const std::shared_ptr<const checked_route>& route,
                   const std::shared_ptr<const resolve_error>& error) override {
+        answer_as(route, error, joined() ? "coalesced" : "miss");
+    }
+
+    void answer_as(const std::shared_ptr<const checked_route>& route,
+                   const std::shared_ptr<const resolve_error>& error, std::string_view label) {
         const decision d{proto, id, path, started_ns};
         if (owner.must_wake(route, error)) {
-            owner.hold_for_cold_start(std::move(reply), d, route, cache_label, ctx);
+            owner.hold_for_cold_start(std::move(reply), d, route, label, *ctx);
             return;
         }
-        owner.answer(reply, d, route, error, cache_label);
+        owner.answer(reply, d, route, error, label);
         reply.done();
     }
 
@@ -112,8 +121,7 @@ struct router::request final : cache_waiter {
     std::string id;
     std::string path;
     std::uint64_t started_ns;
-    resolve_context ctx;
-    const char* cache_label = "miss";
+    std::shared_ptr<const resolve_context> ctx;
 };
 
 /// One routing decision held while its backend starts.
@@ -155,7 +163,8 @@ router::router(std::shared_ptr<resolver> r, ssrf_policy policy, router_options o
       checker_(*service_, std::move(policy), health_.get()),
       cache_(opts_.cache),
       cold_(std::make_unique<cold_starter>(*service_, *resolver_, checker_, cache_,
-                                           opts_.cold_start, log_)) {
+                                           opts_.cold_start, log_)),
+      activity_(opts_.activity_max_entries) {
     if (!log_) log_ = spdlog::default_logger();
     for (std::size_t l = 0; l < cache_labels.size(); ++l) {
         for (std::size_t k = 0; k < decision_kinds.size(); ++k) {
@@ -199,12 +208,11 @@ void router::attach(agent& a) {
     a.admin_route("GET", "/resources", [this](const admin_request&) {
         std::string body = "protocol id decisions last_seen_ms_ago\n";
         const std::uint64_t now = steady_ms();
-        std::lock_guard lock(activity_mutex_);
-        for (const auto& [key, act] : activity_) {
-            body += std::string(to_string(act->proto)) + " " + act->id + " " +
-                    std::to_string(act->decisions.load()) + " " +
-                    std::to_string(ms_since(now, act->last_seen_ms.load())) + "\n";
-        }
+        activity_.for_each([&](const resource_activity& act) {
+            body += std::string(to_string(act.proto)) + " " + act.id + " " +
+                    std::to_string(act.decisions.load()) + " " +
+                    std::to_string(ms_since(now, act.last_seen_ms.load())) + "\n";
+        });
         return admin_response{200, "text/plain", body};
     });
     health_->register_metrics(a.metrics());
@@ -432,23 +440,24 @@ void router::decide(const decision& d, reply& reply, MakeContext&& make_ctx) {
         answer(reply, d, *fast.route, *fast.error, label);
         return;
     }
-    // A miss: the answer comes later, from the thread that completes the lookup.
-    auto req = std::make_unique<request>(*this, reply.defer(), d, make_ctx());
-    request* raw = req.get();
-    std::unique_ptr<cache_waiter> waiter = std::move(req);
+    // A miss: the answer comes later, from the thread that completes the lookup. Once the
+    // cache has taken the waiter it may be answered and destroyed on another thread before
+    // lookup() returns, so nothing here reaches into it afterwards: the leader resolves with
+    // its own reference to the context.
+    auto ctx = std::make_shared<const resolve_context>(make_ctx());
+    std::unique_ptr<cache_waiter> waiter = std::make_unique<request>(*this, reply.defer(), d, ctx);
     const auto r = cache_.lookup(key.view(), waiter);
     switch (r.status) {
         case route_cache::lookup_status::hit:
         case route_cache::lookup_status::negative_hit:
-            // Filled in between peek() and lookup(): the waiter was not taken.
-            raw->cache_label = r.route ? "hit" : "negative";
-            raw->complete(r.route, r.error);
+            // Filled in between peek() and lookup(): the waiter was not taken and is ours.
+            static_cast<request&>(*waiter).answer_as(r.route, r.error,
+                                                     r.route ? "hit" : "negative");
             return;
         case route_cache::lookup_status::joined:
-            raw->cache_label = "coalesced";
             return;
         case route_cache::lookup_status::leader:
-            start_resolve(std::string(key.view()), std::string(d.id), raw->ctx);
+            start_resolve(std::string(key.view()), std::string(d.id), *ctx);
             return;
         case route_cache::lookup_status::miss:
             return;  // not produced by lookup()
@@ -504,7 +513,7 @@ void router::start_resolve(std::string key, std::string id, resolve_context ctx)
                                    std::nullopt);
                     return;
                 }
-                checked->activity = activity_of(proto, key, id);
+                checked->activity = activity_.record(proto, key, id);
                 encode_answers(*checked, id);
                 finish_resolve(key, std::move(checked), nullptr, ttl);
             });
@@ -687,14 +696,6 @@ void router::answer(reply& r, const decision& req,
     note_activity(req, *route, now_ms);
 }
 
-std::shared_ptr<resource_activity> router::activity_of(protocol p, const std::string& key,
-                                                       const std::string& id) {
-    std::lock_guard lock(activity_mutex_);
-    auto& slot = activity_[key];
-    if (!slot) slot = std::make_shared<resource_activity>(p, id);
-    return slot;
-}
-
 void router::note_activity(const decision& d, const checked_route& route, std::uint64_t now) {
     resource_activity* a = route.activity.get();
     if (!a) return;
@@ -776,6 +777,13 @@ void router::render_metrics(std::string& out) const {
             no_healthy_endpoint_.load(std::memory_order_relaxed));
     counter("spoa_activity_reports_total", "track_activity calls made (throttled per resource).",
             activity_reports_.load(std::memory_order_relaxed));
+    const auto act = activity_.stats();
+    prom::header(out, "spoa_activity_resources", "Resources with an activity record.", "gauge");
+    prom::sample(out, "spoa_activity_resources", "", act.entries);
+    counter("spoa_activity_evictions_total",
+            "Activity records dropped (least recently resolved first) to stay within "
+            "activity.max_entries.",
+            act.evictions);
     const auto rs = resolver_->stats();
     prom::header(out, "spoa_resolver_calls_total", "Calls made to the resolver.", "counter");
     prom::sample(out, "spoa_resolver_calls_total",

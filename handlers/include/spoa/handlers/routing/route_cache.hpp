@@ -30,6 +30,8 @@ namespace spoa::routing {
 class endpoint_state;
 
 /// Per-resource activity, kept across cache entries (scale-to-zero idle signal).
+/// Ownership: shared by the router's activity_table and the cached routes of the resource.
+/// Threads: loop threads count decisions into it with atomics; proto and id never change.
 struct resource_activity {
     resource_activity(protocol p, std::string resource) : proto(p), id(std::move(resource)) {}
     const protocol proto;
@@ -69,6 +71,9 @@ struct checked_path {
 };
 
 /// A validated resolver answer, shared read-only between threads.
+/// Ownership: built on the service loop (checked, then encoded by the router) and only then
+/// published, as shared_ptr<const>, to the cache and to waiters; from then on nobody writes
+/// it (a changed route is a new object), so loop threads read it without a lock.
 struct checked_route {
     std::vector<checked_endpoint> endpoints;
     std::vector<checked_path> paths;
@@ -82,12 +87,26 @@ struct checked_route {
 };
 
 /// Someone waiting for a key being resolved.
+///
+/// Ownership: a waiter belongs to whoever holds its unique_ptr. lookup() takes it (on a miss)
+/// under the shard's lock; from then on the thread that ends the flight (complete(), usually
+/// the service loop) owns it, completes it and destroys it, possibly before lookup() has even
+/// returned to its caller. The caller of lookup() must therefore put into the waiter everything
+/// its completion needs before the call and never touch it afterwards; what the cache decides
+/// about it (leader or joined) is written here by the cache, under the lock, and read by
+/// complete()'s caller after taking the waiters under the same lock.
 class cache_waiter {
   public:
     virtual ~cache_waiter() = default;
     /// Exactly one of route / error is set.
     virtual void complete(const std::shared_ptr<const checked_route>& route,
                           const std::shared_ptr<const resolve_error>& error) = 0;
+    /// True when the waiter joined a flight another lookup had started (a coalesced miss).
+    [[nodiscard]] bool joined() const noexcept { return joined_; }
+
+  private:
+    friend class route_cache;
+    bool joined_ = false;
 };
 
 struct cache_options {
