@@ -272,6 +272,7 @@ routing_config from_node(const YAML::Node& root, const std::string& origin) {
     if (const auto a = root["activity"]) {
         if (a["throttle_ms"]) cfg.router.activity_throttle = ms(origin, a["throttle_ms"]);
         if (a["connect_events"]) cfg.router.connect_events = flag(a["connect_events"]);
+        if (a["max_entries"]) cfg.router.activity_max_entries = a["max_entries"].as<std::size_t>();
     }
     // Validate the route table now so that a broken file fails at start, with its line.
     try {

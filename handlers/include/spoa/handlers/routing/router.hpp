@@ -14,6 +14,7 @@
 #include <unordered_map>
 
 #include "spoa/agent/agent.hpp"
+#include "spoa/handlers/routing/activity_table.hpp"
 #include "spoa/handlers/routing/cold_start.hpp"
 #include "spoa/handlers/routing/endpoint_checker.hpp"
 #include "spoa/handlers/routing/endpoint_health.hpp"
@@ -55,6 +56,9 @@ struct router_options {
     breaker_options breaker;
     /// resolver::track_activity is called at most once per resource per `activity_throttle`.
     std::chrono::milliseconds activity_throttle{30000};
+    /// Activity records kept (one per resolved resource id); the least recently resolved is
+    /// dropped beyond this.
+    std::size_t activity_max_entries = 100000;
     /// Call resolver::on_connect for every PostgreSQL/TCP/TLS decision (a new connection).
     bool connect_events = false;
 };
@@ -115,8 +119,6 @@ class router {
     /// not change between hits.
     void encode_answers(checked_route& route, std::string_view id) const;
     void note_activity(const decision& d, const checked_route& route, std::uint64_t now_ms);
-    std::shared_ptr<resource_activity> activity_of(protocol p, const std::string& key,
-                                                   const std::string& id);
 
   public:
     // Used by request objects (any thread).
@@ -144,8 +146,7 @@ class router {
     endpoint_checker checker_;
     route_cache cache_;
     std::unique_ptr<cold_starter> cold_;
-    std::mutex activity_mutex_;
-    std::unordered_map<std::string, std::shared_ptr<resource_activity>> activity_;
+    activity_table activity_;
     std::atomic<std::uint64_t> decisions_ok_[4]{};
     std::atomic<std::uint64_t> decisions_err_[4][5]{};
     std::atomic<std::uint64_t> bad_requests_{0};
