@@ -43,18 +43,39 @@ std::shared_ptr<endpoint_state> endpoint_health::state_of(const ip_address& ip,
     key.push_back(static_cast<char>(port >> 8));
     key.push_back(static_cast<char>(port & 0xFF));
     std::lock_guard lock(mutex_);
+    if (states_.size() >= prune_at_) prune_unused();
     auto& slot = states_[key];
     if (!slot) slot = std::make_shared<endpoint_state>(ip, port);
     return slot;
 }
 
+std::size_t endpoint_health::tracked() const {
+    std::lock_guard lock(mutex_);
+    return states_.size();
+}
+
+void endpoint_health::prune_unused() {
+    // A state only this table holds (no cached route, no check in progress) that is healthy and
+    // closed is what a new one would be: dropping it loses nothing. Routes that change their
+    // endpoints over time would otherwise grow the table for the life of the process.
+    std::erase_if(states_, [](const auto& kv) {
+        const auto& s = kv.second;
+        return s.use_count() == 1 && s->healthy() &&
+               s->circuit() == endpoint_state::breaker::closed;
+    });
+    prune_at_ = std::max<std::size_t>(min_prune_at, 2 * states_.size());
+}
+
 void endpoint_health::transition(endpoint_state& s, endpoint_state::breaker to,
                                  std::string_view why) noexcept {
-    const auto from = s.circuit_.exchange(to);
-    if (from == to) return;
-    transitions_[static_cast<std::size_t>(to)].fetch_add(1, std::memory_order_relaxed);
+    // The opening time is published before the state (release, read with acquire by
+    // circuit()): a loop thread that sees `open` also sees since when, never a stale time that
+    // would end the cool-down at once.
     if (to == endpoint_state::breaker::open)
         s.opened_at_ms_.store(steady_ms(), std::memory_order_relaxed);
+    const auto from = s.circuit_.exchange(to, std::memory_order_acq_rel);
+    if (from == to) return;
+    transitions_[static_cast<std::size_t>(to)].fetch_add(1, std::memory_order_relaxed);
     if (to != endpoint_state::breaker::half_open)
         s.trial_taken_.store(false, std::memory_order_relaxed);
     if (to == endpoint_state::breaker::closed)
@@ -245,6 +266,10 @@ void endpoint_health::register_metrics(metrics_registry& m) {
             prom::sample(out, "spoa_breaker_endpoints", std::string("state=\"") + names[i] + "\"",
                          counts[i]);
         }
+        prom::header(out, "spoa_endpoints_tracked",
+                     "Endpoints with health and circuit state (unused healthy ones are dropped).",
+                     "gauge");
+        prom::sample(out, "spoa_endpoints_tracked", "", static_cast<std::uint64_t>(tracked()));
         prom::header(out, "spoa_endpoints_unhealthy", "Endpoints failing their active checks.",
                      "gauge");
         prom::sample(out, "spoa_endpoints_unhealthy", "", unhealthy);

@@ -47,6 +47,11 @@ struct breaker_options {
 };
 
 /// Shared state of one endpoint (ip:port). Written by checks and reports, read by routing.
+///
+/// Ownership: shared (shared_ptr) by endpoint_health's table, the cached routes whose
+/// endpoints it describes, and checks in progress; it lives while any of them holds it.
+/// Threads: the atomics are read and written by any thread (loop threads admit and report,
+/// the service loop checks); the plain counters below are the service loop's alone.
 class endpoint_state {
   public:
     enum class breaker : std::uint8_t { closed, open, half_open };
@@ -58,7 +63,7 @@ class endpoint_state {
     [[nodiscard]] std::string name() const;
     [[nodiscard]] bool healthy() const noexcept { return healthy_.load(std::memory_order_relaxed); }
     [[nodiscard]] breaker circuit() const noexcept {
-        return circuit_.load(std::memory_order_relaxed);
+        return circuit_.load(std::memory_order_acquire);
     }
 
     // Fields below are managed by endpoint_health.
@@ -98,6 +103,9 @@ class endpoint_health {
     void report_success(endpoint_state& s) noexcept;
     void report_failure(endpoint_state& s, std::string_view why) noexcept;
 
+    /// Endpoints with a state object in the table (metrics, tests). Thread-safe.
+    [[nodiscard]] std::size_t tracked() const;
+
     /// Starts the periodic active checks (service-loop thread).
     void start();
     void register_metrics(metrics_registry& m);
@@ -117,8 +125,12 @@ class endpoint_health {
     breaker_options breaker_;
     std::shared_ptr<spdlog::logger> log_;
     std::unique_ptr<handlers::http_client> http_;  ///< created on the loop thread by start()
-    std::mutex mutex_;
+    /// Under mutex_: drops states nobody uses; the next prune waits for twice what remains.
+    void prune_unused();
+    static constexpr std::size_t min_prune_at = 1024;
+    mutable std::mutex mutex_;
     std::unordered_map<std::string, std::shared_ptr<endpoint_state>> states_;
+    std::size_t prune_at_ = min_prune_at;          ///< guarded by mutex_
     std::atomic<std::uint64_t> transitions_[3]{};  ///< to closed, open, half-open
     std::atomic<std::uint64_t> checks_ok_{0};
     std::atomic<std::uint64_t> checks_failed_{0};
