@@ -238,12 +238,14 @@ int main(int argc, char** argv) {
                 "(try --example echo)");
         }
         agent.run();
+        // The service loop's tasks use the router and the agent's metrics (histograms): end
+        // it while both still exist. Answers it completes now find their connections gone.
+        if (service) service->join();
     } catch (const std::exception& e) {
         logger->critical("{}", e.what());
+        if (service) service->join();
         return 1;
     }
-    // The service loop's tasks refer to the router: end the loop before the router.
-    if (service) service->join();
     feedback.reset();
     router.reset();
     return 0;

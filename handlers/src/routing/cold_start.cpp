@@ -21,6 +21,10 @@ constexpr const char* outcome_names[] = {"ready",        "wake_failed", "timeout
                                          "start_failed", "busy",        "already_up"};
 /// Granularity of per-request deadlines while something is starting.
 constexpr std::uint64_t sweep_ms = 5;
+/// Failed wakes remembered at once. Resource ids can come from clients (a wildcard route), so
+/// the memory of failures is bounded: past this, expired failures are dropped, then arbitrary
+/// ones (which costs at most one early retry of a broken backend).
+constexpr std::size_t max_failures_remembered = 10000;
 
 std::string url_encode(std::string_view s) {
     static const char hex[] = "0123456789ABCDEF";
@@ -52,6 +56,10 @@ std::string substitute(std::string text, std::string_view id, std::string_view p
 
 }  // namespace
 
+/// One resource being started. Ownership: shared by pending_ (until ready or failed) and the
+/// service-loop callbacks of its wake, polls and probes, so a late callback finds it alive and
+/// `done`. Threads: key, id and ctx are set before it is published under the lock and never
+/// change; `waiters` is guarded by the starter's mutex; the rest is the service loop's.
 struct cold_starter::pending {
     std::string key;
     std::string id;
@@ -330,6 +338,7 @@ void cold_starter::fail(const std::shared_ptr<pending>& p, resolve_error err, co
         pending_.erase(p->key);
         waiting_.fetch_sub(waiters.size());
         const auto ttl = err.retry_after.value_or(opts_.failure_ttl);
+        if (failed_.size() >= max_failures_remembered) forget_failures(now);
         failed_[p->key] = {now + static_cast<std::uint64_t>(ttl.count()), err};
     }
     const std::string_view name(outcome);
@@ -340,6 +349,12 @@ void cold_starter::fail(const std::shared_ptr<pending>& p, resolve_error err, co
     auto shared = std::make_shared<const resolve_error>(std::move(err));
     for (auto& e : waiters)
         e.waiter->finish(nullptr, shared, now - e.started_ms, p->woken);
+}
+
+void cold_starter::forget_failures(std::uint64_t now) {
+    std::erase_if(failed_, [now](const auto& f) { return f.second.first <= now; });
+    while (failed_.size() >= max_failures_remembered)
+        failed_.erase(failed_.begin());
 }
 
 void cold_starter::schedule_sweep() {

@@ -61,6 +61,12 @@ struct cold_start_options {
 };
 
 /// A request held during a cold start.
+///
+/// Ownership: cold_starter::wait() takes it (under the starter's lock) unless it refuses; from
+/// then on the service loop owns it and finishes and destroys it (ready, failed, or its own
+/// deadline), possibly before wait() returns. The caller puts everything finish() needs into it
+/// beforehand and never touches it after a successful wait(); on a refusal it is still the
+/// caller's, untouched.
 class cold_waiter {
   public:
     virtual ~cold_waiter() = default;
@@ -103,6 +109,8 @@ class cold_starter {
     void fail(const std::shared_ptr<pending>& p, resolve_error err, const char* outcome);
     void sweep();
     void schedule_sweep();
+    /// Under mutex_: makes room in failed_.
+    void forget_failures(std::uint64_t now);
 
     handlers::service_loop& loop_;
     resolver& resolver_;
@@ -112,6 +120,8 @@ class cold_starter {
     std::shared_ptr<spdlog::logger> log_;
     std::unique_ptr<handlers::http_client> http_;  ///< created on the loop thread
 
+    /// Guards pending_, failed_ and every pending's waiters; wait() runs on loop threads, the
+    /// rest of the starter on the service loop.
     std::mutex mutex_;
     std::map<std::string, std::shared_ptr<pending>> pending_;                ///< by resource key
     std::map<std::string, std::pair<std::uint64_t, resolve_error>> failed_;  ///< until, error
