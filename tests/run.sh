@@ -1,15 +1,21 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: installs what is missing (Debian bookworm, as root),
-# then builds and runs every test twice, a normal build and an ASan+UBSan build.
-# Exit code = result. Usage: tests/run.sh [--normal-only|--asan-only] [extra ctest args]
+# then builds and tests three times: a normal build (every test but the stress label), an
+# ASan+UBSan build (every test) and a ThreadSanitizer build (the multi-threaded tests: agent,
+# handlers, remote resolver, stress).
+# Exit code = result. Usage: tests/run.sh [--normal-only|--asan-only|--tsan-only] [ctest args]
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-builds=(normal asan)
+builds=(normal asan tsan)
 case "${1:-}" in
     --normal-only) builds=(normal); shift ;;
     --asan-only) builds=(asan); shift ;;
+    --tsan-only) builds=(tsan); shift ;;
 esac
+# What the ThreadSanitizer build compiles and runs: the code with threads of its own.
+tsan_targets=(agent_tests agent_slow_tests handlers_tests remote_tests spoa-agent spoa_loadgen)
+tsan_tests='^(agent|agent-slow|handlers|remote|stress): '
 
 # --- dependencies -------------------------------------------------------------------------
 packages=(
@@ -38,25 +44,36 @@ status=0
 summary=()
 for kind in "${builds[@]}"; do
     dir="$root/build/run-$kind"
-    # Line tables only (-g1): enough for sanitizer and gdb backtraces, and it keeps the two
-    # builds of this 2-core CI within its time budget. The sanitized build is -O1 with asserts.
+    # Line tables only (-g1): enough for sanitizer and gdb backtraces, and it keeps the
+    # builds of this 2-core CI within its time budget. The sanitized builds are -O1 with asserts.
     flags=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DSPOA_BUILD_TESTS=ON -DSPOA_BUILD_BENCH=ON)
-    if [ "$kind" = asan ]; then
-        flags+=(-DSPOA_SANITIZE=ON "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -g1")
-    else
-        flags+=("-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O2 -g1 -DNDEBUG")
-    fi
+    targets=()
+    select=()
+    case "$kind" in
+        asan) flags+=(-DSPOA_SANITIZE=ON "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -g1") ;;
+        tsan)
+            flags+=(-DSPOA_TSAN=ON "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -g1")
+            targets=(--target "${tsan_targets[@]}")
+            select=(-R "$tsan_tests")
+            ;;
+        *)
+            flags+=("-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O2 -g1 -DNDEBUG")
+            select=(-LE stress)
+            ;;
+    esac
     echo "== $kind build ($dir)"
     t0=$SECONDS
     cmake -S "$root" -B "$dir" -G Ninja "${flags[@]}" >/dev/null
-    cmake --build "$dir" -j "$jobs"
+    cmake --build "$dir" -j "$jobs" "${targets[@]}"
     t1=$SECONDS
     echo "== $kind tests"
     log="$dir/ctest.log"
     set +e
+    # Any sanitizer report fails the test that caused it.
     (cd "$dir" && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
         UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-        ctest --output-on-failure -j "$jobs" --timeout 600 "$@") 2>&1 | tee "$log"
+        TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+        ctest --output-on-failure -j "$jobs" --timeout 600 "${select[@]}" "$@") 2>&1 | tee "$log"
     rc=${PIPESTATUS[0]}
     set -e
     line=$(grep -E "tests passed, [0-9]+ tests failed out of" "$log" | tail -1 || true)
