@@ -70,7 +70,7 @@ void route_cache::uncache(shard& s, slot& sl, std::uint64_t now) noexcept {
 }
 
 route_cache::peek_result route_cache::peek(std::string_view key) {
-    return peek(key, steady_ms());
+    return peek(key, clock_now());
 }
 
 route_cache::front_table& route_cache::front() {
@@ -129,7 +129,7 @@ route_cache::peek_result route_cache::peek(std::string_view key, std::uint64_t n
 route_cache::lookup_result route_cache::lookup(std::string_view key,
                                                std::unique_ptr<cache_waiter>& waiter) {
     shard& s = shard_for(key);
-    const std::uint64_t now = steady_ms();
+    const std::uint64_t now = clock_now();
     std::lock_guard lock(s.mutex);
     auto it = s.map.find(key);
     if (it != s.map.end()) {
@@ -192,7 +192,7 @@ std::vector<std::unique_ptr<cache_waiter>> route_cache::complete(
     std::shared_ptr<const resolve_error> error,
     std::optional<std::chrono::milliseconds> ttl_override) {
     shard& s = shard_for(key);
-    const std::uint64_t now = steady_ms();
+    const std::uint64_t now = clock_now();
     std::vector<std::unique_ptr<cache_waiter>> waiters;
     std::lock_guard lock(s.mutex);
     auto it = s.map.find(key);
@@ -230,7 +230,7 @@ void route_cache::store(std::string_view key, std::shared_ptr<const checked_rout
     const auto ttl = ttl_override.value_or(opts_.ttl);
     if (ttl.count() <= 0 || !route) return;
     shard& s = shard_for(key);
-    const std::uint64_t now = steady_ms();
+    const std::uint64_t now = clock_now();
     std::lock_guard lock(s.mutex);
     auto it = s.map.find(key);
     if (it == s.map.end()) it = s.map.emplace(std::string(key), slot{}).first;

@@ -13,6 +13,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <list>
 #include <memory>
 #include <mutex>
@@ -28,6 +29,9 @@
 namespace spoa::routing {
 
 class endpoint_state;
+
+/// Milliseconds on the steady clock (the cache's time base).
+[[nodiscard]] std::uint64_t steady_ms() noexcept;
 
 /// Per-resource activity, kept across cache entries (scale-to-zero idle signal).
 /// Ownership: shared by the router's activity_table and the cached routes of the resource.
@@ -116,6 +120,10 @@ struct cache_options {
     /// Seed of the key hash; 0 (the default): a random one per cache. Tests fix it to know
     /// which keys share a shard.
     std::uint64_t hash_seed = 0;
+    /// The cache's time, steady-clock milliseconds; empty (the default): steady_ms. Tests set
+    /// a clock they move by hand, so TTLs expire when the test says, not when the machine is
+    /// slow. peek(key, now) takes the caller's time instead.
+    std::function<std::uint64_t()> clock;
 };
 
 struct cache_stats {
@@ -245,6 +253,7 @@ class route_cache {
     void uncache(shard& s, slot& sl, std::uint64_t now) noexcept;
     void make_room(shard& s, std::uint64_t now);
     [[nodiscard]] front_table& front();
+    [[nodiscard]] std::uint64_t clock_now() const { return opts_.clock ? opts_.clock() : steady_ms(); }
 
     cache_options opts_;
     std::size_t per_shard_limit_;
@@ -258,9 +267,6 @@ class route_cache {
     std::atomic<std::uint64_t> coalesced_{0};
     std::atomic<std::uint64_t> invalidations_{0};
 };
-
-/// Milliseconds on the steady clock (the cache's time base).
-[[nodiscard]] std::uint64_t steady_ms() noexcept;
 
 /// now - then, or 0 when `then` is later: another thread may have stored a reading taken
 /// after this thread's `now`, and an unsigned difference would make that an age of 584
