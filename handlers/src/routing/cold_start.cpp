@@ -9,16 +9,6 @@
 namespace spoa::routing {
 namespace {
 
-enum outcome_index : std::size_t {
-    o_ready,
-    o_wake_failed,
-    o_timeout,
-    o_failed,
-    o_busy,
-    o_already_up
-};
-constexpr const char* outcome_names[] = {"ready",        "wake_failed", "timeout",
-                                         "start_failed", "busy",        "already_up"};
 /// Granularity of per-request deadlines while something is starting.
 constexpr std::uint64_t sweep_ms = 5;
 /// Failed wakes remembered at once. Resource ids can come from clients (a wildcard route), so
@@ -55,6 +45,24 @@ std::string substitute(std::string text, std::string_view id, std::string_view p
 }
 
 }  // namespace
+
+std::string_view to_string(cold_start_outcome o) noexcept {
+    switch (o) {
+        case cold_start_outcome::ready:
+            return "ready";
+        case cold_start_outcome::wake_failed:
+            return "wake_failed";
+        case cold_start_outcome::timeout:
+            return "timeout";
+        case cold_start_outcome::start_failed:
+            return "start_failed";
+        case cold_start_outcome::busy:
+            return "busy";
+        case cold_start_outcome::already_up:
+            return "already_up";
+    }
+    return "?";
+}
 
 /// One resource being started. Ownership: shared by pending_ (until ready or failed) and the
 /// service-loop callbacks of its wake, polls and probes, so a late callback finds it alive and
@@ -140,7 +148,7 @@ std::optional<resolve_error> cold_starter::wait(const std::string& key, const st
         p = slot;
         if (waiting_.load() >= opts_.max_waiters ||
             p->waiters.size() >= opts_.max_waiters_per_resource) {
-            outcomes_[o_busy].fetch_add(1, std::memory_order_relaxed);
+            count(cold_start_outcome::busy);
             if (fresh) pending_.erase(key);
             return resolve_error{
                 error_code::unavailable, "too many requests waiting for '" + id + "' to start", {}};
@@ -178,7 +186,7 @@ void cold_starter::wake(const std::shared_ptr<pending>& p) {
     auto on_woken = [this, p](std::optional<resolve_error> err) {
         if (p->done) return;
         if (err) {
-            fail(p, std::move(*err), "wake_failed");
+            fail(p, std::move(*err), cold_start_outcome::wake_failed);
             return;
         }
         poll(p);
@@ -221,7 +229,7 @@ void cold_starter::poll(const std::shared_ptr<pending>& p) {
             if (p->done) return;
             if (auto* err = std::get_if<resolve_error>(&res)) {
                 if (err->code == error_code::not_found || err->code == error_code::forbidden) {
-                    fail(p, std::move(*err), "start_failed");
+                    fail(p, std::move(*err), cold_start_outcome::start_failed);
                 } else {
                     schedule_poll(p);
                 }
@@ -230,7 +238,7 @@ void cold_starter::poll(const std::shared_ptr<pending>& p) {
             route r = std::get<route>(std::move(res));
             if (r.state == backend_state::failed) {
                 fail(p, resolve_error{error_code::unavailable, "backend failed to start", {}},
-                     "start_failed");
+                     cold_start_outcome::start_failed);
                 return;
             }
             if (r.state != backend_state::ready) {
@@ -241,7 +249,7 @@ void cold_starter::poll(const std::shared_ptr<pending>& p) {
                                                    std::optional<resolve_error> err) {
                 if (p->done) return;
                 if (err) {
-                    fail(p, std::move(*err), "start_failed");
+                    fail(p, std::move(*err), cold_start_outcome::start_failed);
                     return;
                 }
                 p->route = std::move(checked);
@@ -316,19 +324,20 @@ void cold_starter::ready(const std::shared_ptr<pending>& p) {
     std::shared_ptr<const checked_route> route = warm;
     cache_.store(p->key, route);
     if (p->woken) {
-        outcomes_[o_ready].fetch_add(1, std::memory_order_relaxed);
+        count(cold_start_outcome::ready);
         if (wake_seconds_)
             wake_seconds_->observe(static_cast<double>(now - p->wake_started_ms) / 1000.0);
         log_->info("cold start of {}: ready after {} ms, {} request(s) released", p->key,
                    now - p->wake_started_ms, waiters.size());
     } else {
-        outcomes_[o_already_up].fetch_add(1, std::memory_order_relaxed);
+        count(cold_start_outcome::already_up);
     }
     for (auto& e : waiters)
         e.waiter->finish(route, nullptr, now - e.started_ms, p->woken);
 }
 
-void cold_starter::fail(const std::shared_ptr<pending>& p, resolve_error err, const char* outcome) {
+void cold_starter::fail(const std::shared_ptr<pending>& p, resolve_error err,
+                        cold_start_outcome outcome) {
     p->done = true;
     const std::uint64_t now = steady_ms();
     std::vector<pending::entry> waiters;
@@ -341,11 +350,8 @@ void cold_starter::fail(const std::shared_ptr<pending>& p, resolve_error err, co
         if (failed_.size() >= max_failures_remembered) forget_failures(now);
         failed_[p->key] = {now + static_cast<std::uint64_t>(ttl.count()), err};
     }
-    const std::string_view name(outcome);
-    for (std::size_t i = 0; i < std::size(outcome_names); ++i) {
-        if (name == outcome_names[i]) outcomes_[i].fetch_add(1, std::memory_order_relaxed);
-    }
-    log_->warn("cold start of {} failed ({}): {}", p->key, outcome, err.reason);
+    count(outcome);
+    log_->warn("cold start of {} failed ({}): {}", p->key, to_string(outcome), err.reason);
     auto shared = std::make_shared<const resolve_error>(std::move(err));
     for (auto& e : waiters)
         e.waiter->finish(nullptr, shared, now - e.started_ms, p->woken);
@@ -400,7 +406,7 @@ void cold_starter::sweep() {
                            "backend did not become ready within " +
                                std::to_string(opts_.timeout.count()) + " ms",
                            {}},
-             "timeout");
+             cold_start_outcome::timeout);
     }
     sweeping_ = false;
     if (any && !stopping_) schedule_sweep();
@@ -413,10 +419,11 @@ void cold_starter::register_metrics(metrics_registry& m) {
         namespace prom = spoa::prometheus;
         prom::header(out, "spoa_cold_starts_total",
                      "Cold starts, by outcome (busy: waiter bound hit).", "counter");
-        for (std::size_t i = 0; i < std::size(outcome_names); ++i) {
-            prom::sample(out, "spoa_cold_starts_total",
-                         std::string("outcome=\"") + outcome_names[i] + "\"",
-                         outcomes_[i].load(std::memory_order_relaxed));
+        for (std::size_t i = 0; i < cold_start_outcome_count; ++i) {
+            prom::sample(
+                out, "spoa_cold_starts_total",
+                "outcome=\"" + std::string(to_string(static_cast<cold_start_outcome>(i))) + "\"",
+                outcomes_[i].load(std::memory_order_relaxed));
         }
         prom::header(out, "spoa_cold_start_wakes_total", "Wake calls made.", "counter");
         prom::sample(out, "spoa_cold_start_wakes_total", "",

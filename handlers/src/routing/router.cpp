@@ -48,15 +48,8 @@ std::uint64_t started_of(const message& m) noexcept {
     return m.received_ns() != 0 ? m.received_ns() : now_ns();
 }
 
-// The cache labels and decision kinds of contract.hpp, indexing router::label_kind_actions_.
-constexpr std::array<std::string_view, 4> cache_labels{"hit", "miss", "coalesced", "negative"};
-constexpr std::array<std::string_view, 3> decision_kinds{"cached", "warm", "cold"};
-
-std::size_t label_index(std::string_view label) noexcept {
-    for (std::size_t i = 0; i < cache_labels.size(); ++i)
-        if (cache_labels[i] == label) return i;
-    return cache_labels.size();
-}
+using contract::cache_label;
+using contract::decision_kind;
 
 std::vector<std::uint8_t> bytes_of(const spoa::protocol::byte_buffer& b) {
     const auto v = b.view();
@@ -101,11 +94,11 @@ struct router::request final : cache_waiter {
 
     void complete(const std::shared_ptr<const checked_route>& route,
                   const std::shared_ptr<const resolve_error>& error) override {
-        answer_as(route, error, joined() ? "coalesced" : "miss");
+        answer_as(route, error, joined() ? cache_label::coalesced : cache_label::miss);
     }
 
     void answer_as(const std::shared_ptr<const checked_route>& route,
-                   const std::shared_ptr<const resolve_error>& error, std::string_view label) {
+                   const std::shared_ptr<const resolve_error>& error, cache_label label) {
         const decision d{proto, id, path, started_ns};
         if (owner.must_wake(route, error)) {
             owner.hold_for_cold_start(std::move(reply), d, route, label, *ctx);
@@ -126,21 +119,21 @@ struct router::request final : cache_waiter {
 
 /// One routing decision held while its backend starts.
 struct router::cold_request final : cold_waiter {
-    cold_request(router& r, async_reply rep, const decision& d, std::string_view label)
+    cold_request(router& r, async_reply rep, const decision& d, cache_label l)
         : owner(r),
           reply(std::move(rep)),
           proto(d.proto),
           id(d.id),
           path(d.path),
           started_ns(d.started_ns),
-          cache_label(label) {}
+          label(l) {}
 
     void finish(const std::shared_ptr<const checked_route>& route,
                 const std::shared_ptr<const resolve_error>& error, std::uint64_t waited_ms,
                 bool woken) override {
         // The wait is reported either way; the decision is "cold" only if a wake was needed.
-        owner.answer(reply, decision{proto, id, path, started_ns}, route, error, cache_label,
-                     waited_ms, woken);
+        owner.answer(reply, decision{proto, id, path, started_ns}, route, error, label, waited_ms,
+                     woken);
         reply.done();
     }
 
@@ -150,7 +143,7 @@ struct router::cold_request final : cold_waiter {
     std::string id;
     std::string path;
     std::uint64_t started_ns;
-    std::string cache_label;
+    cache_label label;
 };
 
 router::router(std::shared_ptr<resolver> r, ssrf_policy policy, router_options opts,
@@ -166,13 +159,15 @@ router::router(std::shared_ptr<resolver> r, ssrf_policy policy, router_options o
                                            opts_.cold_start, log_)),
       activity_(opts_.activity_max_entries) {
     if (!log_) log_ = spdlog::default_logger();
-    for (std::size_t l = 0; l < cache_labels.size(); ++l) {
-        for (std::size_t k = 0; k < decision_kinds.size(); ++k) {
+    for (std::size_t l = 0; l < contract::cache_label_count; ++l) {
+        for (std::size_t k = 0; k < contract::decision_kind_count; ++k) {
             spoa::protocol::byte_buffer b;
-            spoa::protocol::encode_set_var(b, var_scope::txn, contract::var::cache,
-                                           typed_value::string(cache_labels[l]));
-            spoa::protocol::encode_set_var(b, var_scope::txn, contract::var::kind,
-                                           typed_value::string(decision_kinds[k]));
+            spoa::protocol::encode_set_var(
+                b, var_scope::txn, contract::var::cache,
+                typed_value::string(to_string(static_cast<cache_label>(l))));
+            spoa::protocol::encode_set_var(
+                b, var_scope::txn, contract::var::kind,
+                typed_value::string(to_string(static_cast<decision_kind>(k))));
             label_kind_actions_[l][k] = bytes_of(b);
         }
     }
@@ -247,7 +242,8 @@ void router::handle_http(const message& m, reply& reply) {
         normalize_host(m.try_string(contract::arg::host).value_or(""), buf, sizeof buf);
     if (host.empty()) {
         bad_requests_.fetch_add(1, std::memory_order_relaxed);
-        answer_refusal(reply, "", 400, "missing or oversized Host header", "none", started);
+        answer_refusal(reply, "", 400, "missing or oversized Host header", cache_label::none,
+                       started);
         return;
     }
     const std::string_view path = m.try_string(contract::arg::path).value_or("/");
@@ -295,7 +291,7 @@ void router::handle_postgres(const message& m, reply& reply) {
                 answer_refusal(reply, "", 403,
                                "SSLRequest refused: no database name before TLS (use direct TLS "
                                "with SNI, or configure postgres.ssl_request)",
-                               "none", started);
+                               cache_label::none, started);
                 return;
             }
             id = pg.ssl_request_route;
@@ -303,7 +299,7 @@ void router::handle_postgres(const message& m, reply& reply) {
         case kind::cancel_request:
             if (pg.cancel_request_route.empty()) {
                 answer_refusal(reply, "", 403, "CancelRequest refused (postgres.cancel_request)",
-                               "none", started);
+                               cache_label::none, started);
                 return;
             }
             id = pg.cancel_request_route;
@@ -312,14 +308,14 @@ void router::handle_postgres(const message& m, reply& reply) {
             bad_requests_.fetch_add(1, std::memory_order_relaxed);
             answer_refusal(reply, "", 400,
                            std::string("invalid PostgreSQL startup packet: ") + startup.error,
-                           "none", started);
+                           cache_label::none, started);
             return;
     }
     if (id.empty()) {
         bad_requests_.fetch_add(1, std::memory_order_relaxed);
         answer_refusal(reply, "", 400,
-                       "no resource id in the startup packet (see postgres.resource_from)", "none",
-                       started);
+                       "no resource id in the startup packet (see postgres.resource_from)",
+                       cache_label::none, started);
         return;
     }
     decide({protocol::postgres, id, {}, started}, reply, [&] {
@@ -376,8 +372,8 @@ void router::handle_tcp(const message& m, reply& reply) {
     if (value.empty()) {
         bad_requests_.fetch_add(1, std::memory_order_relaxed);
         answer_refusal(reply, "", 400,
-                       "the connection carries no value for the service's routing key", "none",
-                       started);
+                       "the connection carries no value for the service's routing key",
+                       cache_label::none, started);
         return;
     }
     const std::string id = std::string(service) + ":" + value;
@@ -399,7 +395,7 @@ void router::handle_tls(const message& m, reply& reply) {
         normalize_host(m.try_string(contract::arg::sni).value_or(""), buf, sizeof buf);
     if (sni.empty()) {
         bad_requests_.fetch_add(1, std::memory_order_relaxed);
-        answer_refusal(reply, "", 400, "TLS ClientHello without SNI", "none", started);
+        answer_refusal(reply, "", 400, "TLS ClientHello without SNI", cache_label::none, started);
         return;
     }
     decide({protocol::tls, sni, {}, started}, reply, [&] {
@@ -424,15 +420,16 @@ void router::decide(const decision& d, reply& reply, MakeContext&& make_ctx) {
     key_buffer key;
     if (!key.build(d.proto, d.id)) {
         bad_requests_.fetch_add(1, std::memory_order_relaxed);
-        answer_refusal(reply, "", 400, "resource id too long", "none", d.started_ns);
+        answer_refusal(reply, "", 400, "resource id too long", cache_label::none, d.started_ns);
         return;
     }
     // Hits are answered right here, on the loop thread, without allocating.
     const auto fast = cache_.peek(key.view(), d.started_ns / 1'000'000);
     if (fast.status == route_cache::lookup_status::hit ||
         fast.status == route_cache::lookup_status::negative_hit) {
-        const std::string_view label =
-            fast.status == route_cache::lookup_status::hit ? "hit" : "negative";
+        const cache_label label = fast.status == route_cache::lookup_status::hit
+                                      ? cache_label::hit
+                                      : cache_label::negative;
         if (must_wake(*fast.route, *fast.error)) {
             hold_for_cold_start(reply.defer(), d, *fast.route, label, make_ctx());
             return;
@@ -451,8 +448,8 @@ void router::decide(const decision& d, reply& reply, MakeContext&& make_ctx) {
         case route_cache::lookup_status::hit:
         case route_cache::lookup_status::negative_hit:
             // Filled in between peek() and lookup(): the waiter was not taken and is ours.
-            static_cast<request&>(*waiter).answer_as(r.route, r.error,
-                                                     r.route ? "hit" : "negative");
+            static_cast<request&>(*waiter).answer_as(
+                r.route, r.error, r.route ? cache_label::hit : cache_label::negative);
             return;
         case route_cache::lookup_status::joined:
             return;
@@ -573,11 +570,11 @@ void router::finish_resolve(const std::string& key, std::shared_ptr<const checke
 // ---- answers -----------------------------------------------------------------------------------
 
 void router::answer_refusal(reply& r, std::string_view id, int status, std::string_view reason,
-                            std::string_view cache_label, std::uint64_t started_ns) {
+                            cache_label label, std::uint64_t started_ns) {
     r.set_int(var_scope::txn, contract::var::status, status);
     r.set_string(var_scope::txn, contract::var::reason, reason);
     if (!id.empty()) r.set_string(var_scope::txn, contract::var::resource, id);
-    r.set_string(var_scope::txn, contract::var::cache, cache_label);
+    r.set_string(var_scope::txn, contract::var::cache, to_string(label));
     set_decision_time(r, started_ns);
 }
 
@@ -588,11 +585,11 @@ bool router::must_wake(const std::shared_ptr<const checked_route>& route,
 
 void router::hold_for_cold_start(async_reply reply, const decision& d,
                                  const std::shared_ptr<const checked_route>& route,
-                                 std::string_view cache_label, resolve_context ctx) {
+                                 cache_label label, resolve_context ctx) {
     key_buffer key;
     (void)key.build(d.proto, d.id);
     std::unique_ptr<cold_waiter> waiter =
-        std::make_unique<cold_request>(*this, std::move(reply), d, cache_label);
+        std::make_unique<cold_request>(*this, std::move(reply), d, label);
     if (auto refused = cold_->wait(std::string(key.view()), std::string(d.id), std::move(ctx),
                                    route, d.started_ns, waiter)) {
         waiter->finish(nullptr, std::make_shared<const resolve_error>(std::move(*refused)), 0,
@@ -602,7 +599,7 @@ void router::hold_for_cold_start(async_reply reply, const decision& d,
 
 void router::answer(reply& r, const decision& req,
                     const std::shared_ptr<const checked_route>& route,
-                    const std::shared_ptr<const resolve_error>& error, std::string_view cache_label,
+                    const std::shared_ptr<const resolve_error>& error, cache_label label,
                     std::optional<std::uint64_t> waited_ms, bool woken) {
     const auto proto_index = static_cast<std::size_t>(req.proto);
     if (waited_ms)
@@ -610,8 +607,7 @@ void router::answer(reply& r, const decision& req,
     if (error) {
         decisions_err_[proto_index][static_cast<std::size_t>(error->code)].fetch_add(
             1, std::memory_order_relaxed);
-        answer_refusal(r, req.id, http_status(error->code), error->reason, cache_label,
-                       req.started_ns);
+        answer_refusal(r, req.id, http_status(error->code), error->reason, label, req.started_ns);
         return;
     }
     const std::vector<checked_endpoint>* eps = &route->endpoints;
@@ -627,7 +623,7 @@ void router::answer(reply& r, const decision& req,
     const auto refuse = [&](std::string reason) {
         decisions_err_[proto_index][static_cast<std::size_t>(error_code::unavailable)].fetch_add(
             1, std::memory_order_relaxed);
-        answer_refusal(r, req.id, 503, reason, cache_label, req.started_ns);
+        answer_refusal(r, req.id, 503, reason, label, req.started_ns);
     };
     if (route->state != backend_state::ready) {
         refuse("backend is " + std::string(to_string(route->state)) + " (cold starts are off)");
@@ -642,8 +638,8 @@ void router::answer(reply& r, const decision& req,
     // every thread writes on every decision.
     // Cache hits are answered within the frame's dispatch: its arrival time is the time now.
     // Answers that waited (a resolve, a cold start) read the clock.
-    const std::size_t label = label_index(cache_label);
-    const bool in_call = !waited_ms && (label == 0 || label == 3);  // hit, negative
+    const bool in_call =
+        !waited_ms && (label == cache_label::hit || label == cache_label::negative);
     const std::uint64_t now_ms = in_call ? req.started_ns / 1'000'000 : steady_ms();
     const std::size_t n = eps->size();
     thread_local std::size_t round_robin = 0;
@@ -682,13 +678,11 @@ void router::answer(reply& r, const decision& req,
         }
         r.set_string(var_scope::txn, contract::var::resource, req.id);
     }
-    const std::size_t kind = woken ? 2 : (label == 0 ? 0 : 1);
-    if (label < cache_labels.size()) {
-        r.append_encoded(label_kind_actions_[label][kind], 2);
-    } else {
-        r.set_string(var_scope::txn, contract::var::cache, cache_label);
-        r.set_string(var_scope::txn, contract::var::kind, decision_kinds[kind]);
-    }
+    const decision_kind kind = woken                       ? decision_kind::cold
+                               : label == cache_label::hit ? decision_kind::cached
+                                                           : decision_kind::warm;
+    r.append_encoded(
+        label_kind_actions_[static_cast<std::size_t>(label)][static_cast<std::size_t>(kind)], 2);
     // A hit answered during the frame's dispatch has no decision time worth a clock read (it
     // is under a microsecond; spoa_handler_latency_seconds has it): decision_us is only set
     // on answers that waited for something.

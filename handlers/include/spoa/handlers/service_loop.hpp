@@ -16,8 +16,9 @@
 namespace spoa::handlers {
 
 /// Ownership of tasks: post() moves the task into the loop's queue; the poster keeps no
-/// reference to it. A task runs once, on the loop thread, or is dropped (destroyed on the thread
-/// that stops the loop) if posted after stop(). Whatever a task captures by pointer (a router,
+/// reference to it. A task runs once, on the loop thread, or, if posted after stop(), is
+/// destroyed inside post() on the posting thread (callers may rely on that to fail the work
+/// they posted on their own thread). Whatever a task captures by pointer (a router,
 /// a resolver) must outlive the loop: owners join the loop before they are destroyed.
 class service_loop {
   public:

@@ -60,6 +60,18 @@ struct cold_start_options {
     std::chrono::milliseconds failure_ttl{2000};
 };
 
+/// How a cold start ended (label `outcome` of spoa_cold_starts_total).
+enum class cold_start_outcome : std::uint8_t {
+    ready,         ///< woken, then ready
+    wake_failed,   ///< the wake call failed
+    timeout,       ///< not ready within the start timeout
+    start_failed,  ///< the control plane said the start failed, or the route went away
+    busy,          ///< refused: too many requests waiting
+    already_up     ///< no wake needed: the backend answered the first probe
+};
+inline constexpr std::size_t cold_start_outcome_count = 6;
+[[nodiscard]] std::string_view to_string(cold_start_outcome o) noexcept;
+
 /// A request held during a cold start.
 ///
 /// Ownership: cold_starter::wait() takes it (under the starter's lock) unless it refuses; from
@@ -106,7 +118,10 @@ class cold_starter {
     void probe(const std::shared_ptr<pending>& p);
     void schedule_poll(const std::shared_ptr<pending>& p);
     void ready(const std::shared_ptr<pending>& p);
-    void fail(const std::shared_ptr<pending>& p, resolve_error err, const char* outcome);
+    void fail(const std::shared_ptr<pending>& p, resolve_error err, cold_start_outcome outcome);
+    void count(cold_start_outcome o) noexcept {
+        outcomes_[static_cast<std::size_t>(o)].fetch_add(1, std::memory_order_relaxed);
+    }
     void sweep();
     void schedule_sweep();
     /// Under mutex_: makes room in failed_.
@@ -130,7 +145,7 @@ class cold_starter {
     std::atomic<bool> stopping_{false};
 
     histogram* wake_seconds_ = nullptr;
-    std::atomic<std::uint64_t> outcomes_[6]{};  ///< see outcome_names in the .cpp
+    std::atomic<std::uint64_t> outcomes_[cold_start_outcome_count]{};
     std::atomic<std::uint64_t> wakes_{0};
     std::atomic<std::uint64_t> waiter_timeouts_{0};
 };

@@ -4,6 +4,8 @@
 /// tests/handlers/contract_test checks every shipped HAProxy configuration against it.
 
 #include <array>
+#include <cstddef>
+#include <cstdint>
 #include <string_view>
 
 namespace spoa::routing::contract {
@@ -42,6 +44,25 @@ inline constexpr std::string_view decision_us = "decision_us";  ///< agent-side 
 inline constexpr std::string_view kind = "kind";                ///< warm, cached, cold
 inline constexpr std::string_view wait_ms = "wait_ms";          ///< cold start wait
 }  // namespace var
+
+/// Values of var::cache: how the decision was found (`none`: a request refused before any
+/// lookup, e.g. without a resource id).
+enum class cache_label : std::uint8_t { hit, miss, coalesced, negative, none };
+inline constexpr std::size_t cache_label_count = 5;
+[[nodiscard]] constexpr std::string_view to_string(cache_label l) noexcept {
+    constexpr std::array<std::string_view, cache_label_count> names{"hit", "miss", "coalesced",
+                                                                    "negative", "none"};
+    return names[static_cast<std::size_t>(l)];
+}
+
+/// Values of var::kind: `cached` (answered from the cache), `warm` (resolved, backend up),
+/// `cold` (the backend had to be woken).
+enum class decision_kind : std::uint8_t { cached, warm, cold };
+inline constexpr std::size_t decision_kind_count = 3;
+[[nodiscard]] constexpr std::string_view to_string(decision_kind k) noexcept {
+    constexpr std::array<std::string_view, decision_kind_count> names{"cached", "warm", "cold"};
+    return names[static_cast<std::size_t>(k)];
+}
 
 /// Arguments each message carries, in the order the shipped configurations send them.
 inline constexpr std::array http_args{arg::host, arg::path, arg::src};

@@ -253,7 +253,9 @@ class route_cache {
     void uncache(shard& s, slot& sl, std::uint64_t now) noexcept;
     void make_room(shard& s, std::uint64_t now);
     [[nodiscard]] front_table& front();
-    [[nodiscard]] std::uint64_t clock_now() const { return opts_.clock ? opts_.clock() : steady_ms(); }
+    [[nodiscard]] std::uint64_t clock_now() const {
+        return opts_.clock ? opts_.clock() : steady_ms();
+    }
 
     cache_options opts_;
     std::size_t per_shard_limit_;

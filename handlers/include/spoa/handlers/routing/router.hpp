@@ -16,6 +16,7 @@
 #include "spoa/agent/agent.hpp"
 #include "spoa/handlers/routing/activity_table.hpp"
 #include "spoa/handlers/routing/cold_start.hpp"
+#include "spoa/handlers/routing/contract.hpp"
 #include "spoa/handlers/routing/endpoint_checker.hpp"
 #include "spoa/handlers/routing/endpoint_health.hpp"
 #include "spoa/handlers/routing/resolver.hpp"
@@ -129,13 +130,13 @@ class router {
     /// deadline passed.
     void hold_for_cold_start(async_reply reply, const decision& d,
                              const std::shared_ptr<const checked_route>& route,
-                             std::string_view cache_label, resolve_context ctx);
+                             contract::cache_label label, resolve_context ctx);
     /// Writes the variables of a decision. `waited_ms` is set for a cold start.
     void answer(reply& r, const decision& d, const std::shared_ptr<const checked_route>& route,
-                const std::shared_ptr<const resolve_error>& error, std::string_view cache_label,
+                const std::shared_ptr<const resolve_error>& error, contract::cache_label label,
                 std::optional<std::uint64_t> waited_ms = std::nullopt, bool woken = false);
     static void answer_refusal(reply& r, std::string_view id, int status, std::string_view reason,
-                               std::string_view cache_label, std::uint64_t started_ns);
+                               contract::cache_label label, std::uint64_t started_ns);
 
   private:
     std::shared_ptr<resolver> resolver_;
@@ -156,7 +157,8 @@ class router {
     std::atomic<std::uint64_t> activity_reports_{0};
     histogram* resolve_seconds_ = nullptr;
     /// set-var cache=<label> and kind=<kind>, encoded once: [label][kind].
-    std::vector<std::uint8_t> label_kind_actions_[4][3];
+    std::vector<std::uint8_t> label_kind_actions_[contract::cache_label_count]
+                                                 [contract::decision_kind_count];
 };
 
 }  // namespace spoa::routing
