@@ -5,9 +5,15 @@
 
 #include <catch2/catch.hpp>
 
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
 #include <optional>
 #include <string>
+#include <thread>
 #include <variant>
+#include <vector>
 
 #include "spoa/handlers/routing/static_resolver.hpp"
 #include "test_util.hpp"
@@ -299,6 +305,81 @@ routes:
         // The old table stays valid for whoever still holds it.
         CHECK(lookup(*first, protocol::http, "a.example.com") == "10.0.0.1:80");
     }
+}
+
+TEST_CASE("static resolver: resolve on several threads while the table is reloaded",
+          "[static][threads]") {
+    // The SIGHUP path swaps the table while the service loop resolves: run under TSan.
+    test::temp_dir dir;
+    const auto v1 = "routes:\n  http:\n    a.example.com: {endpoints: [10.0.0.1:80]}\n";
+    const auto v2 = "routes:\n  http:\n    a.example.com: {endpoints: [10.0.0.2:80]}\n";
+    const auto path = dir.write("routes.yaml", v1);
+    static_resolver r(path);
+    std::atomic<bool> stop{false};
+    std::atomic<int> bad{0};
+    std::vector<std::thread> readers;
+    for (int i = 0; i < 3; ++i) {
+        readers.emplace_back([&] {
+            resolve_context ctx;
+            while (!stop.load()) {
+                r.resolve("a.example.com", ctx, [&](resolve_result res) {
+                    const auto* rt = std::get_if<route>(&res);
+                    if (!rt || rt->endpoints.size() != 1 || rt->endpoints[0].port != 80) ++bad;
+                });
+                (void)r.stats();
+            }
+        });
+    }
+    for (int i = 0; i < 50; ++i) {
+        dir.write("routes.yaml", i % 2 ? v1 : v2);
+        CHECK(r.reload() == std::nullopt);
+    }
+    stop = true;
+    for (auto& t : readers)
+        t.join();
+    CHECK(bad.load() == 0);
+}
+
+namespace {
+
+/// True when this process has `path` open (a reload reading it).
+bool file_is_open(const std::string& path) {
+    std::error_code ec;
+    for (const auto& fd : std::filesystem::directory_iterator("/proc/self/fd", ec)) {
+        std::error_code lec;
+        if (std::filesystem::read_symlink(fd.path(), lec) == path) return true;
+    }
+    return false;
+}
+
+}  // namespace
+
+TEST_CASE("static resolver: the reload that reads the file last installs its table last",
+          "[static][threads]") {
+    // A slow reload (large file) is reading v1 when the file becomes v2 and a second reload
+    // starts. Unserialised, the second (fast) reload installed v2 and the slow one then put the
+    // stale v1 back; serialised, the second waits and reads v2.
+    test::temp_dir dir;
+    std::string big = "routes:\n  http:\n    a.example.com: {endpoints: [10.0.0.1:80]}\n";
+    for (int i = 0; i < 20000; ++i)
+        big += "    h" + std::to_string(i) + ".example.com: {endpoints: [10.0.0.1:80]}\n";
+    const auto path = dir.write("routes.yaml", "routes: {}\n");
+    static_resolver r(path);
+    dir.write("routes.yaml", big);
+    std::atomic<bool> slow_done{false};
+    std::optional<std::string> slow_result{"not run"};
+    std::thread slow([&] {
+        slow_result = r.reload();
+        slow_done = true;
+    });
+    while (!file_is_open(path) && !slow_done.load())
+        std::this_thread::yield();
+    dir.write("routes.yaml", "routes:\n  http:\n    a.example.com: {endpoints: [10.0.0.2:80]}\n");
+    CHECK(r.reload() == std::nullopt);
+    slow.join();
+    CHECK(slow_result == std::nullopt);
+    CHECK(lookup(*r.table(), protocol::http, "a.example.com") == "10.0.0.2:80");
+    CHECK(r.table()->size() == 1);
 }
 
 TEST_CASE("static resolver: a bad file at construction throws", "[static]") {

@@ -4,6 +4,7 @@
 #include "spoa/handlers/routing/chain_resolver.hpp"
 
 #include <catch2/catch.hpp>
+#include <future>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -157,6 +158,52 @@ TEST_CASE("chain resolver: hooks go to both, wake to the resolver that routes th
     CHECK(first->woken == std::vector<std::string>{"mine"});
     CHECK(second->woken == std::vector<std::string>{"theirs"});
     CHECK_THROWS_AS(chain_resolver(first, nullptr), std::invalid_argument);
+}
+
+namespace {
+
+/// A callback that counts its copies: the chain must hand the caller's callback on, not copy it
+/// (a copy would be released by the calling thread while the answer runs on another).
+template <typename Arg>
+struct counted_callback {
+    std::shared_ptr<std::atomic<int>> copies = std::make_shared<std::atomic<int>>(0);
+    std::shared_ptr<std::promise<Arg>> answer = std::make_shared<std::promise<Arg>>();
+    counted_callback() = default;
+    counted_callback(const counted_callback& o) : copies(o.copies), answer(o.answer) { ++*copies; }
+    counted_callback(counted_callback&&) noexcept = default;
+    counted_callback& operator=(const counted_callback&) = delete;
+    counted_callback& operator=(counted_callback&&) = delete;
+    ~counted_callback() = default;
+    void operator()(Arg a) const { answer->set_value(std::move(a)); }
+};
+
+}  // namespace
+
+TEST_CASE("chain resolver: the caller's callback is moved along, never copied", "[chain][unit]") {
+    const bool async = GENERATE(false, true);
+    const std::string id = GENERATE(std::string("both"), std::string("second-only"));
+    CAPTURE(async, id);
+    auto first = std::make_shared<fake_resolver>("first", async);
+    auto second = std::make_shared<fake_resolver>("second", async);
+    chain_resolver chain(first, second);
+    first->set("both", route_to("10.0.0.1", 1));
+    second->set("second-only", route_to("10.0.0.2", 3));
+
+    counted_callback<resolve_result> cb;
+    const auto copies = cb.copies;
+    auto fut = cb.answer->get_future();
+    chain.resolve(id, {}, resolve_callback(std::move(cb)));
+    REQUIRE(fut.wait_for(5s) == std::future_status::ready);
+    CHECK(port_of(fut.get()) == (id == "both" ? 1 : 3));
+    CHECK(copies->load() == 0);
+
+    counted_callback<std::optional<resolve_error>> wcb;
+    const auto wcopies = wcb.copies;
+    auto wfut = wcb.answer->get_future();
+    chain.wake(id, {}, std::function<void(std::optional<resolve_error>)>(std::move(wcb)));
+    REQUIRE(wfut.wait_for(5s) == std::future_status::ready);
+    CHECK_FALSE(wfut.get().has_value());
+    CHECK(wcopies->load() == 0);
 }
 
 TEST_CASE("chain resolver: static routes, then the remote control plane", "[chain][unit]") {

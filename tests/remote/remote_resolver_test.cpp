@@ -270,7 +270,10 @@ TEST_CASE("remote resolver: reconnects after the control plane restarts", "[remo
     server = std::make_unique<control_plane>(routes, address);
     REQUIRE(eventually([&] { return r->connected(); }));
     CHECK(as_route(resolve_sync(*r, "app.example.com")).endpoints.size() == 2);
-    CHECK(r->remote_stats().connections == 2);
+    // At least 2, not exactly: under load an extra short-lived connection around the restart
+    // was seen (likely a reconnect reaching the killed server's socket before the kernel closed
+    // it); what this test is about is that it reconnects on its own.
+    CHECK(r->remote_stats().connections >= 2);
     CHECK(r->reconnects() >= 1);
     r.reset();
     loop->join();
@@ -324,6 +327,59 @@ TEST_CASE("remote resolver: invalidate pushes reach the handler", "[remote][unit
     REQUIRE(eventually([&] { return f.resolver->stats().invalidations == 4; }));
     CHECK(f.resolver->connected());
     CHECK(as_route(resolve_sync(*f.resolver, "a.wild.test")).endpoints.size() == 1);
+}
+
+TEST_CASE("remote resolver: no invalidation handler runs once it was removed", "[remote][unit]") {
+    // The handler is a closure over the caller's objects (main: the router). Once
+    // set_invalidation_handler(nullptr) or the destructor returned, the caller may free them: a
+    // handler still running on the service loop then would use freed memory.
+    REQUIRE_PYTHON();
+    const bool destroy = GENERATE(false, true);
+    CAPTURE(destroy);
+    fixture f;
+    std::atomic<bool> entered{false};
+    std::atomic<bool> removed{false};
+    std::atomic<bool> ran_after_removal{false};
+    f.resolver->set_invalidation_handler([&](std::string, std::optional<protocol>) {
+        entered = true;
+        std::this_thread::sleep_for(300ms);
+        if (removed.load()) ran_after_removal = true;
+    });
+    f.server.admin("invalidate x.example.com http");
+    REQUIRE(eventually([&] { return entered.load(); }));
+    if (destroy) {
+        f.resolver.reset();
+    } else {
+        f.resolver->set_invalidation_handler(nullptr);
+    }
+    removed = true;
+    // Let the loop finish whatever it was doing before the locals go.
+    std::promise<void> flushed;
+    f.loop->post([&](uv_loop_t*) { flushed.set_value(); });
+    REQUIRE(flushed.get_future().wait_for(5s) == std::future_status::ready);
+    CHECK_FALSE(ran_after_removal.load());
+}
+
+TEST_CASE("remote resolver: the invalidation handler may replace itself or drop the resolver",
+          "[remote][unit]") {
+    REQUIRE_PYTHON();
+    fixture f;
+    std::atomic<int> calls{0};
+    std::promise<void> done;
+    f.resolver->set_invalidation_handler([&](std::string, std::optional<protocol>) {
+        ++calls;
+        // On the loop thread, inside the push: neither may deadlock.
+        f.resolver->set_invalidation_handler([&](std::string, std::optional<protocol>) {
+            ++calls;
+            f.resolver.reset();
+            done.set_value();
+        });
+    });
+    f.server.admin("invalidate a.example.com");
+    REQUIRE(eventually([&] { return calls.load() == 1; }));
+    f.server.admin("invalidate b.example.com");
+    REQUIRE(done.get_future().wait_for(5s) == std::future_status::ready);
+    CHECK(calls.load() == 2);
 }
 
 TEST_CASE("remote resolver: wake and the notifications", "[remote][unit]") {

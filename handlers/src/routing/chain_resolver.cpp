@@ -13,21 +13,24 @@ void chain_resolver::resolve(const std::string& id, const resolve_context& ctx,
                              resolve_callback done) {
     state_->calls.fetch_add(1, std::memory_order_relaxed);
     // The answer may come on any thread, after this call returned: copy what the fallback needs
-    // and keep it (and the counters) alive through the callback.
-    auto finish = [state = state_, done](resolve_result res) {
+    // and keep it (and the counters) alive through the callback. `done` is moved along, never
+    // copied: one owner at a time, so its captures are released by the thread that completes it
+    // and not also by this one while the answer runs elsewhere.
+    auto finish = [state = state_, done = std::move(done)](resolve_result res) {
         if (std::holds_alternative<resolve_error>(res))
             state->errors.fetch_add(1, std::memory_order_relaxed);
         done(std::move(res));
     };
     first_->resolve(id, ctx,
-                    [state = state_, fallback = fallback_, id, ctx, finish](resolve_result res) {
+                    [state = state_, fallback = fallback_, id, ctx,
+                     finish = std::move(finish)](resolve_result res) mutable {
                         const auto* err = std::get_if<resolve_error>(&res);
                         if (!err || err->code != error_code::not_found) {
                             finish(std::move(res));
                             return;
                         }
                         state->fallbacks.fetch_add(1, std::memory_order_relaxed);
-                        fallback->resolve(id, ctx, finish);
+                        fallback->resolve(id, ctx, std::move(finish));
                     });
 }
 
@@ -35,12 +38,13 @@ void chain_resolver::wake(const std::string& id, const resolve_context& ctx,
                           std::function<void(std::optional<resolve_error>)> done) {
     // Only the resolver that routes `id` can know how to start its backend.
     first_->resolve(id, ctx,
-                    [first = first_, fallback = fallback_, id, ctx, done](resolve_result res) {
+                    [first = first_, fallback = fallback_, id, ctx,
+                     done = std::move(done)](resolve_result res) mutable {
                         const auto* err = std::get_if<resolve_error>(&res);
                         if (err && err->code == error_code::not_found) {
-                            fallback->wake(id, ctx, done);
+                            fallback->wake(id, ctx, std::move(done));
                         } else {
-                            first->wake(id, ctx, done);
+                            first->wake(id, ctx, std::move(done));
                         }
                     });
 }

@@ -244,6 +244,12 @@ using wake_callback = std::function<void(std::optional<resolve_error>)>;
 
 enum class method_index : std::uint8_t { resolve = 0, wake = 1 };
 
+/// A pending call. Ownership: one std::unique_ptr at a time, moved, never shared: created on the
+/// caller's thread by call_method(), moved into a posted task (a `holder`), then into calls_ on the
+/// loop, then out of calls_ by whichever of answer / timeout / drop / shutdown comes first; that
+/// one completes it, so the others find no entry and the callback runs exactly once. Threads: the
+/// caller's until posted, then the loop only (the holder completes it on the caller's thread if
+/// the loop refused the task).
 struct call {
     method_index method = method_index::resolve;
     std::string params;           ///< msgpack-encoded params array
@@ -266,6 +272,10 @@ struct method_counters {
 
 /// One connection attempt and, once connected, the connection. Neither copied nor moved; it
 /// frees itself in libuv's close callback and keeps the client alive until then.
+/// Threads: the loop only. The client points at it (conn_) until close_connection(); libuv
+/// callbacks that arrive after that (cancelled connect/writes) see `closing` and do nothing, and
+/// a reconnect makes a new object (with a new generation, checked by its connect timer), so no
+/// callback of an old connection touches a newer one.
 struct connection {
     union {
         uv_handle_t handle;
@@ -289,11 +299,19 @@ struct connection {
     connection& operator=(const connection&) = delete;
 };
 
+/// Owned by libuv from uv_write() to its callback (loop thread), which deletes it.
 struct write_req {
     uv_write_t req{};
     std::string data;
 };
 
+/// The resolver's engine. Ownership: shared by the resolver, by every task and `holder` posted to
+/// the loop and by the open connection; timers and at_stop hold only weak references. It thus
+/// outlives the resolver until the loop has failed the calls and closed the connection.
+/// Threads: the "any thread" methods touch only atomics, the handler mutex and loop_.post();
+/// everything else (calls_, conn_, timers, backoff) is the loop thread's alone. `loop_` is a
+/// reference: the resolver holds the service loop, and after the resolver is gone the client only
+/// runs on the loop thread, which the service loop outlives.
 class remote_client : public std::enable_shared_from_this<remote_client> {
   public:
     remote_client(remote_resolver_options opts, handlers::service_loop& loop,
@@ -321,6 +339,7 @@ class remote_client : public std::enable_shared_from_this<remote_client> {
 
     void stop() {
         {
+            // Waits for a push being handled on the loop: none runs once the resolver is gone.
             std::lock_guard lock(handler_mutex_);
             on_invalidate_ = nullptr;
         }
@@ -790,11 +809,12 @@ class remote_client : public std::enable_shared_from_this<remote_client> {
                 return "invalidate protocol '" + std::string(str(params.ptr[1])) + "' is unknown";
         }
         invalidations_.fetch_add(1, std::memory_order_relaxed);
-        remote_resolver::invalidation_handler handler;
-        {
-            std::lock_guard lock(handler_mutex_);
-            handler = on_invalidate_;
-        }
+        // Held during the call: set_invalidation_handler() and the destructor must not return
+        // while the old handler still runs (its captures may be freed right after). Recursive,
+        // so the handler itself may replace the handler or drop the resolver. The call uses a
+        // copy because replacing on_invalidate_ would destroy the closure that is running.
+        std::lock_guard lock(handler_mutex_);
+        const remote_resolver::invalidation_handler handler = on_invalidate_;
         if (!handler) return {};
         try {
             handler(std::string(str(params.ptr[0])), p);
@@ -905,7 +925,8 @@ class remote_client : public std::enable_shared_from_this<remote_client> {
     std::atomic<std::uint64_t> notifications_sent_{0};
     std::atomic<std::uint64_t> notifications_dropped_{0};
     method_counters methods_[2];
-    std::mutex handler_mutex_;
+    /// Guards on_invalidate_ and is held while it runs (see handle_notification).
+    std::recursive_mutex handler_mutex_;
     remote_resolver::invalidation_handler on_invalidate_;
 
     // Loop thread only.

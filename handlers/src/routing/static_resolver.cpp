@@ -152,14 +152,21 @@ std::shared_ptr<const route_table> static_resolver::table() const {
 
 std::optional<std::string> static_resolver::reload() {
     if (path_.empty()) return "this route table has no file to reload";
+    // Without this, two reloads racing a file change could install the older read last.
+    std::lock_guard reloading(reload_mutex_);
+    std::shared_ptr<const route_table> fresh;
     try {
-        auto fresh = route_table::parse(load_yaml_file(path_)["routes"]);
-        std::lock_guard lock(mutex_);
-        table_ = std::move(fresh);
-        return std::nullopt;
+        fresh = route_table::parse(load_yaml_file(path_)["routes"]);
     } catch (const std::exception& e) {
         return std::string(e.what());
     }
+    {
+        std::lock_guard lock(mutex_);
+        table_.swap(fresh);
+    }
+    // `fresh` now holds the old table: if no reader still has it, it is freed here, outside
+    // mutex_, instead of stalling resolve() on the service loop while a large table is freed.
+    return std::nullopt;
 }
 
 void static_resolver::resolve(const std::string& id, const resolve_context& ctx,

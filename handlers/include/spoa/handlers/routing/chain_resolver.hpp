@@ -11,6 +11,12 @@
 
 namespace spoa::routing {
 
+/// Ownership: shares both resolvers; callbacks in flight also hold them (and the counters), so a
+/// chain destroyed mid-call is safe, and the last reference to a resolver may be released on the
+/// thread that completes the call (the service loop for the remote one).
+/// Threads: no state of its own besides atomic counters; each hook runs the two resolvers' hooks
+/// on the caller's thread, so it inherits their rules (resolver.hpp). The first resolver's answer
+/// may arrive on any thread; the fallback is then called from that thread.
 class chain_resolver final : public resolver {
   public:
     /// Throws std::invalid_argument if either is null.

@@ -39,6 +39,20 @@
 ///   fails that call with `internal`.
 ///
 /// Completions run on the service loop thread, or on the caller's thread for the fail-fast cases.
+///
+/// Ownership / threads (the resolver itself is a thin handle; the state lives in a client object
+/// shared with the tasks it posts, see remote_resolver.cpp):
+/// - resolve/wake, on_connect/on_disconnect/track_activity: any thread; they encode the request
+///   on the caller's thread and post it to the service loop; the connection, the msgid table and
+///   the timers are touched on the service loop only.
+/// - the callbacks: moved into the call record; run once on the service loop (answer, timeout,
+///   drop, shutdown) or on the caller's thread (fail fast, loop stopping). A callback may still
+///   run after the resolver was destroyed (completed with `unavailable`): it must own what it
+///   uses.
+/// - stats, remote_stats, connected, render_metrics: any thread (atomics).
+/// - the invalidation handler: see set_invalidation_handler.
+/// - destruction: any thread, including the service loop from inside a callback; never blocks
+///   except to wait for an invalidation handler that is running.
 
 #include <atomic>
 #include <cstdint>
@@ -112,7 +126,10 @@ class remote_resolver final : public resolver {
 
     using invalidation_handler = std::function<void(std::string id, std::optional<protocol> p)>;
     /// Called on the service loop for every `invalidate` push (any thread may set it; an empty
-    /// function removes it). Exceptions it throws are caught and logged.
+    /// function removes it). Exceptions it throws are caught and logged. Once this call (or the
+    /// destructor) returns, the previous handler is not running and will not run again: both wait
+    /// for a handler that is running, so the handler must not wait for a thread that may be
+    /// setting it or destroying the resolver (it may do either itself).
     void set_invalidation_handler(invalidation_handler fn);
 
     [[nodiscard]] bool connected() const noexcept;

@@ -84,7 +84,11 @@ struct resolve_context {
     std::map<std::string, std::string> attributes;  ///< e.g. PostgreSQL user, application_name
 };
 
-/// Called exactly once, from any thread.
+/// Called exactly once, from any thread: the resolver's I/O thread (remote: the service loop) or
+/// synchronously inside resolve() on the caller's thread (static table, fail-fast errors), so the
+/// caller must tolerate re-entry. Ownership: the resolver owns it from resolve() until it calls
+/// it, and moves it rather than copies it, so its captures die on the completing thread. It runs
+/// on the service loop in production: it must not block.
 using resolve_callback = std::function<void(resolve_result)>;
 
 struct resolver_stats {
@@ -99,24 +103,39 @@ struct disconnect_report {
     std::chrono::milliseconds duration{0};
 };
 
+/// Ownership: shared (std::shared_ptr) by the router, the cold starter, a chain and the callbacks
+/// a chain has in flight; it may therefore be destroyed on the service loop thread, after the
+/// code that created it has let go. Callbacks still pending at destruction still run once.
+/// Threads (who calls each hook in the agent; every hook may be called concurrently with the
+/// others, so an implementation synchronises whatever state two hooks share):
+/// - resolve, wake: the service loop (router, cold starter); tests call them from any thread.
+/// - on_connect, track_activity: the service loop (the router posts them there).
+/// - on_disconnect: the service loop (feedback_log).
+/// - invalidate: the admin HTTP thread (POST /invalidate) and the service loop (control-plane
+///   pushes), concurrently with resolve.
+/// - stats: the admin HTTP thread (metrics), concurrently with everything: atomics only.
+/// - name, reports_state: any thread; constant.
+/// None of them may block: the service loop runs every resolver, health check and timer, and the
+/// admin thread answers health probes.
 class resolver {
   public:
     virtual ~resolver() = default;
 
     /// Resolves `id` (already normalised). Must not block: complete `done` later, from any
-    /// thread, exactly once.
+    /// thread, exactly once (or at once, on this thread).
     virtual void resolve(const std::string& id, const resolve_context& ctx,
                          resolve_callback done) = 0;
 
-    // Lifecycle hooks; the defaults do nothing.
+    // Lifecycle hooks; the defaults do nothing. Best effort, never block (see above).
     virtual void on_connect(const std::string& /*id*/, const resolve_context& /*ctx*/) {}
     virtual void on_disconnect(const std::string& /*id*/, const disconnect_report& /*r*/) {}
     /// The resource was used (throttled by the router); lets the platform see activity.
     virtual void track_activity(const std::string& /*id*/, protocol /*p*/) {}
-    /// Forget anything cached about `id` inside the resolver.
+    /// Forget anything cached about `id` inside the resolver. Any thread (admin, service loop).
     virtual void invalidate(const std::string& /*id*/) {}
     /// Cold starts: ask the platform to start the backend of `id`. Completes with nothing on
-    /// success (409 "already starting" counts as success) or an error.
+    /// success (409 "already starting" counts as success) or an error; `done` follows the rules
+    /// of resolve_callback.
     virtual void wake(const std::string& /*id*/, const resolve_context& /*ctx*/,
                       std::function<void(std::optional<resolve_error>)> done) {
         done(resolve_error{error_code::unavailable, "this resolver cannot wake backends", {}});

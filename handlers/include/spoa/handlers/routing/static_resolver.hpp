@@ -19,6 +19,9 @@ class Node;
 
 namespace spoa::routing {
 
+/// Ownership: built by parse() (or add() calls) on one thread, then published as
+/// shared_ptr<const route_table> and never modified again: readers on any thread need no lock, and
+/// a table swapped out by a reload lives until its last reader drops it.
 class route_table {
   public:
     using entry = std::variant<route, resolve_error>;
@@ -31,6 +34,7 @@ class route_table {
     [[nodiscard]] const entry* find(protocol p, std::string_view id) const;
     [[nodiscard]] std::size_t size() const noexcept;
 
+    /// Only before the table is shared (not thread-safe).
     void add(protocol p, std::string id, entry e);
 
   private:
@@ -42,6 +46,11 @@ class route_table {
     per_protocol tables_[4];
 };
 
+/// Threads: resolve on the service loop (any thread is fine), stats on the admin thread, reload
+/// on the control thread (SIGHUP -> agent::on_reload hooks, run by the thread in agent::run(), or
+/// whoever calls agent::reload()). The current table is a shared_ptr guarded by `mutex_`: resolve
+/// copies it under the lock and reads its own copy, reload swaps it under the lock; parsing and the
+/// old table's destruction happen outside it, so a reload never stalls resolve for long.
 class static_resolver final : public resolver {
   public:
     /// Loads `path` (its `routes:` section). Throws on a bad file.
@@ -53,13 +62,16 @@ class static_resolver final : public resolver {
     [[nodiscard]] resolver_stats stats() const override;
     [[nodiscard]] std::string_view name() const noexcept override { return "static"; }
 
-    /// Re-reads the file. On error keeps the current table and returns the reason.
+    /// Re-reads the file. On error keeps the current table and returns the reason. Any thread;
+    /// concurrent reloads are serialised, so the table installed last is the file read last.
     [[nodiscard]] std::optional<std::string> reload();
+    /// The current table (any thread); it stays valid after a reload swaps it out.
     [[nodiscard]] std::shared_ptr<const route_table> table() const;
 
   private:
-    std::string path_;
-    mutable std::mutex mutex_;
+    const std::string path_;
+    std::mutex reload_mutex_;   ///< one reload at a time: read + parse + swap
+    mutable std::mutex mutex_;  ///< guards table_ only (held for a pointer copy or swap)
     std::shared_ptr<const route_table> table_;
     std::atomic<std::uint64_t> calls_{0};
     std::atomic<std::uint64_t> misses_{0};
