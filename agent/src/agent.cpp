@@ -49,6 +49,8 @@ class runtime {
     std::vector<std::function<void()>> reload_hooks;
     std::mutex reload_mutex;
     shared_context ctx;
+    /// Filled by start() before any other thread exists and never resized after: the admin
+    /// thread reads it (render_stats) without a lock; each worker's stats are atomics.
     std::vector<std::unique_ptr<worker>> workers;
     std::vector<listen_address> bound;
     std::optional<listen_address> admin_bound;
@@ -95,6 +97,12 @@ void runtime::start() {
     ctx.session.capabilities.fragmentation = config.fragmentation;
     ctx.session.max_reassembled_size = config.max_reassembled_size;
     ctx.session.refuse_healthchecks = &ctx.draining;
+
+    // The workers exist (not yet running) before the admin thread starts: it reads `workers`
+    // for /metrics as soon as it serves, and the vector is never resized after this.
+    for (unsigned i = 0; i < threads; ++i)
+        workers.push_back(std::make_unique<worker>(ctx, i));
+    metrics.add_collector([this](std::string& out) { render_stats(out); });
 
     // Every socket is opened here, before any thread runs, so that bind errors reach the caller.
     std::vector<std::vector<listener_socket>> per_worker(threads);
@@ -149,12 +157,9 @@ void runtime::start() {
             if (addr.type == listen_address::kind::unix_socket) ::unlink(addr.path.c_str());
         }
         bound.clear();
+        workers.clear();
         throw;
     }
-    metrics.add_collector([this](std::string& out) { render_stats(out); });
-
-    for (unsigned i = 0; i < threads; ++i)
-        workers.push_back(std::make_unique<worker>(ctx, i));
     running = threads;
     started = true;
     for (unsigned i = 0; i < threads; ++i) {
