@@ -36,6 +36,22 @@
 /// line adds `message=route-http decisions=... refusals=... misses_sent=... cache_hit=...
 /// cache_miss=... cache_coalesced=... cache_other=...` (the cache labels the agent answered).
 ///
+/// Host-file mode (--host-file FILE, implies --message route-http; for the stress tests): the
+/// hosts come from FILE, grouped in classes, each class drawn with its own weight. Lines:
+///
+///   weight <class> <integer>      how often the class is drawn, relative to the others
+///   host <class> <name>           a host of the class; "{n}" in the name is replaced by a number
+///                                 never sent before (so every such request is a new host)
+///   # comment
+///
+/// Classes are interleaved by smooth weighted round-robin and the hosts of a class taken in
+/// turn: the sequence is fixed, no coin. Refusals are expected in this mode (pass --refusals-ok).
+/// With --counts-out OUT, the end of the run writes one line per (host entry, answer):
+/// `<class> <host as written in FILE> <answer> <count>`, answer `ip:port` (IPv6 `[ip]:port`) for a
+/// decision and `status:<N>` for a refusal, so a driver can check every answer against the route
+/// table it served. Invalid ACKs are errors as always and are not in the file. In the result
+/// line, hosts= is the number of host entries and misses_sent= the "{n}" hosts sent.
+///
 /// --free-port prints a free TCP port on 127.0.0.1 and exits (for scripts).
 /// Exit status: 0 when every connection was established and every frame answered correctly,
 /// 1 otherwise, 2 for usage errors.
@@ -52,7 +68,11 @@
 #include <cstdarg>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <map>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -103,6 +123,9 @@ struct options {
     double miss_rate = 0;
     std::string host_suffix = "bench.localhost";
     bool refusals_ok = false;
+    // --host-file / --counts-out
+    std::string host_file;
+    std::string counts_out;
 };
 
 void usage() {
@@ -112,6 +135,7 @@ void usage() {
                  "                    [--expect echo|empty|any|route] [--quiet]\n"
                  "                    [--message echo|route-http] [--hosts N] [--miss-rate P]\n"
                  "                    [--host-suffix S] [--refusals-ok]\n"
+                 "                    [--host-file FILE [--counts-out FILE]]\n"
                  "       spoa_loadgen --target HOST:PORT --idle N [--hold S]\n"
                  "       spoa_loadgen --free-port\n");
 }
@@ -229,6 +253,75 @@ struct workload {
         miss_tag = "-" + std::to_string(static_cast<long>(getpid())) + "-";
     }
 
+    // --host-file: entries and their classes.
+    struct host_entry {
+        std::string name;         ///< as written in the file ("{n}" unexpanded)
+        std::size_t brace = 0;    ///< where "{n}" is, or npos
+        std::uint32_t klass = 0;  ///< index in `classes`
+    };
+    struct host_class {
+        std::string name;
+        std::int64_t weight = 1;
+        std::vector<std::uint32_t> entries;
+    };
+    std::vector<host_entry> entries;
+    std::vector<host_class> classes;
+
+    /// Reads --host-file; false with a message on stderr.
+    bool load_host_file(const std::string& path) {
+        std::ifstream in(path);
+        if (!in) {
+            std::fprintf(stderr, "spoa_loadgen: cannot read --host-file %s\n", path.c_str());
+            return false;
+        }
+        auto class_of = [this](const std::string& name) {
+            for (std::uint32_t i = 0; i < classes.size(); ++i) {
+                if (classes[i].name == name) return i;
+            }
+            classes.push_back(host_class{name, 1, {}});
+            return static_cast<std::uint32_t>(classes.size() - 1);
+        };
+        std::string line;
+        for (unsigned lineno = 1; std::getline(in, line); ++lineno) {
+            std::istringstream words(line);
+            std::string kind, klass, value, extra;
+            if (!(words >> kind) || kind[0] == '#') continue;
+            const bool ok = static_cast<bool>(words >> klass >> value) && !(words >> extra);
+            if (ok && kind == "weight") {
+                char* end = nullptr;
+                const long long w = std::strtoll(value.c_str(), &end, 10);
+                if (*end == '\0' && w >= 0 && w <= 1'000'000) {
+                    classes[class_of(klass)].weight = w;
+                    continue;
+                }
+            } else if (ok && kind == "host") {
+                const std::uint32_t k = class_of(klass);
+                classes[k].entries.push_back(static_cast<std::uint32_t>(entries.size()));
+                entries.push_back(host_entry{value, value.find("{n}"), k});
+                continue;
+            }
+            std::fprintf(stderr,
+                         "spoa_loadgen: %s:%u: expected 'weight <class> <0..1000000>' or "
+                         "'host <class> <name>'\n",
+                         path.c_str(), lineno);
+            return false;
+        }
+        std::int64_t total = 0;
+        for (const host_class& k : classes) {
+            if (k.weight > 0 && k.entries.empty()) {
+                std::fprintf(stderr, "spoa_loadgen: %s: class %s has a weight but no host\n",
+                             path.c_str(), k.name.c_str());
+                return false;
+            }
+            total += k.weight;
+        }
+        if (total == 0) {
+            std::fprintf(stderr, "spoa_loadgen: %s: no class with a weight > 0\n", path.c_str());
+            return false;
+        }
+        return true;
+    }
+
     /// Replaces `out` with the LIST-OF-MESSAGES of one route-http for `host`.
     static void encode_route(sp::byte_buffer& out, std::string_view host) {
         out.clear();
@@ -278,7 +371,8 @@ struct connection {
     std::vector<std::uint64_t> slot_sid;   ///< stream-id in flight in each slot, 0 = free
     std::vector<std::uint64_t> slot_sent;  ///< when its NOTIFY was written
     std::vector<std::uint32_t> free_slots;
-    std::vector<std::string> slot_host;  ///< route-http: the host each slot's NOTIFY carries
+    std::vector<std::string> slot_host;     ///< route-http: the host each slot's NOTIFY carries
+    std::vector<std::uint32_t> slot_entry;  ///< --host-file: the entry each slot's host came from
     std::uint64_t next_sid = 1;
     std::size_t outstanding = 0;
     sp::byte_buffer out;
@@ -315,6 +409,8 @@ struct thread_result {
     std::uint64_t cache_miss = 0;
     std::uint64_t cache_coalesced = 0;
     std::uint64_t cache_other = 0;
+    /// --host-file: (entry, answer) -> ACKs; answer "ip:port" or "status:<N>".
+    std::map<std::pair<std::uint32_t, std::string>, std::uint64_t> answers;
 };
 
 class engine {
@@ -406,6 +502,7 @@ class engine {
             c->slot_sid.assign(opt_.inflight, 0);
             c->slot_sent.assign(opt_.inflight, 0);
             if (opt_.message == message_kind::route_http) c->slot_host.resize(opt_.inflight);
+            if (!opt_.host_file.empty()) c->slot_entry.assign(opt_.inflight, 0);
             for (std::uint32_t i = opt_.inflight; i-- > 0;)
                 c->free_slots.push_back(i);
         }
@@ -561,6 +658,22 @@ class engine {
     /// route-http: a warm host in turn, or (a --miss-rate fraction) a host never sent before.
     void encode_route_notify(connection& c, std::uint32_t slot, std::uint64_t sid) {
         std::string& host = c.slot_host[slot];
+        if (!work_.entries.empty()) {
+            const std::uint32_t e = next_entry();
+            c.slot_entry[slot] = e;
+            const workload::host_entry& entry = work_.entries[e];
+            host = entry.name;
+            if (entry.brace != std::string::npos) {
+                // Unique across threads and runs: counter, thread, pid.
+                host.replace(entry.brace, 3,
+                             std::to_string(next_miss_++) + "-" + std::to_string(index_) +
+                                 work_.miss_tag.substr(0, work_.miss_tag.size() - 1));
+                ++res_.misses_sent;
+            }
+            workload::encode_route(scratch_, host);
+            workload::encode_notify(c.out, sid, slot + 1, scratch_.view());
+            return;
+        }
         miss_credit_ += opt_.miss_rate;
         if (miss_credit_ >= 1.0) {
             miss_credit_ -= 1.0;
@@ -574,6 +687,27 @@ class engine {
         const std::size_t i = next_warm_++ % work_.warm_hosts.size();
         host = work_.warm_hosts[i];
         workload::encode_notify(c.out, sid, slot + 1, work_.warm_payloads[i].view());
+    }
+
+    /// --host-file: the next entry. Classes by smooth weighted round-robin (each class gains its
+    /// weight, the richest is drawn and pays the total), so a class of weight w gets exactly w
+    /// of every `total` draws, spread out; within a class, its hosts in turn.
+    std::uint32_t next_entry() {
+        const auto& classes = work_.classes;
+        if (class_credit_.empty()) {
+            class_credit_.assign(classes.size(), 0);
+            class_next_.assign(classes.size(), 0);
+        }
+        std::int64_t total = 0;
+        std::size_t best = 0;
+        for (std::size_t k = 0; k < classes.size(); ++k) {
+            class_credit_[k] += classes[k].weight;
+            total += classes[k].weight;
+            if (class_credit_[k] > class_credit_[best]) best = k;
+        }
+        class_credit_[best] -= total;
+        const auto& list = classes[best].entries;
+        return list[class_next_[best]++ % list.size()];
     }
 
     void flush(connection& c) {
@@ -695,8 +829,10 @@ class engine {
         --c.outstanding;
         mark_dirty(c);
         if (opt_.expect == expect_mode::route) {
-            const route_answer a = check_route(f, c.slot_host[slot]);
+            const bool counting = !c.slot_entry.empty();
+            const route_answer a = check_route(f, c.slot_host[slot], counting ? &answer_ : nullptr);
             if (a == route_answer::invalid) return;
+            if (counting) ++res_.answers[{c.slot_entry[slot], answer_}];
             if (a == route_answer::refusal) {
                 ++res_.acks_total;  // answered, but not a decision: neither rate nor latency
                 return;
@@ -747,7 +883,8 @@ class engine {
     enum class route_answer : std::uint8_t { invalid, decision, refusal };
 
     /// route-http: a decision (ip, port, resource = the host sent, cache) or a refusal (status).
-    route_answer check_route(const sp::frame& f, std::string_view host) {
+    route_answer check_route(const sp::frame& f, std::string_view host,
+                             std::string* answer = nullptr) {
         const auto sid = static_cast<unsigned long long>(f.stream_id);
         if (const sp::error e = sp::decode_actions(f.payload, actions_); e != sp::error::none) {
             error("ACK sid=%llu: undecodable actions: %s", sid,
@@ -782,6 +919,11 @@ class engine {
                                  : -1LL,
                              static_cast<int>(why.size()), why.data());
             }
+            if (answer) {
+                answer->assign("status:");
+                answer->append(status->value.is_integer() ? std::to_string(status->value.as_int64())
+                                                          : std::string("?"));
+            }
             return route_answer::refusal;
         }
         const bool ip_ok = ip && (ip->value.type() == sp::data_type::ipv4 ||
@@ -800,6 +942,7 @@ class engine {
                 actions_.size());
             return route_answer::invalid;
         }
+        if (answer) format_endpoint(*answer, ip->value, port->value.as_int64());
         const std::string_view label = cache->value.as_string();
         if (label == "hit") {
             ++res_.cache_hit;
@@ -811,6 +954,21 @@ class engine {
             ++res_.cache_other;
         }
         return route_answer::decision;
+    }
+
+    /// "a.b.c.d:port" or "[v6]:port", the form the stress driver compares with its route table.
+    static void format_endpoint(std::string& out, const sp::typed_value& ip, std::int64_t port) {
+        char text[INET6_ADDRSTRLEN] = "?";
+        if (ip.type() == sp::data_type::ipv4) {
+            const auto a = ip.as_ipv4();
+            inet_ntop(AF_INET, a.data(), text, sizeof text);
+            out.assign(text);
+        } else {
+            const auto a = ip.as_ipv6();
+            inet_ntop(AF_INET6, a.data(), text, sizeof text);
+            out.assign("[").append(text).append("]");
+        }
+        out.append(":").append(std::to_string(port));
     }
 
     // -- phases
@@ -892,10 +1050,13 @@ class engine {
     std::vector<epoll_event> events_;
     std::vector<sp::action> actions_;
     thread_result res_;
-    sp::byte_buffer scratch_;      ///< route-http: a miss's LIST-OF-MESSAGES
-    double miss_credit_ = 0;       ///< route-http: --miss-rate accumulator
-    std::uint64_t next_miss_ = 0;  ///< route-http: miss host counter
-    std::uint64_t next_warm_ = 0;  ///< route-http: warm host counter
+    sp::byte_buffer scratch_;                 ///< route-http: a miss's LIST-OF-MESSAGES
+    double miss_credit_ = 0;                  ///< route-http: --miss-rate accumulator
+    std::uint64_t next_miss_ = 0;             ///< route-http: miss host counter
+    std::uint64_t next_warm_ = 0;             ///< route-http: warm host counter
+    std::vector<std::int64_t> class_credit_;  ///< --host-file: weighted round-robin state
+    std::vector<std::uint64_t> class_next_;   ///< --host-file: next host of each class
+    std::string answer_;                      ///< --host-file: the answer being counted
     std::uint64_t refusal_lines_ = 0;
     std::uint64_t started_ = 0;
     std::uint64_t failed_ = 0;
@@ -958,6 +1119,13 @@ int main(int argc, char** argv) {
     args.get("--miss-rate", opt.miss_rate);
     args.get("--host-suffix", opt.host_suffix);
     opt.refusals_ok = args.flag("--refusals-ok");
+    args.get("--host-file", opt.host_file);
+    args.get("--counts-out", opt.counts_out);
+    if (!opt.host_file.empty()) opt.message = message_kind::route_http;
+    if (!opt.counts_out.empty() && opt.host_file.empty()) {
+        std::fprintf(stderr, "spoa_loadgen: --counts-out needs --host-file\n");
+        return 2;
+    }
     std::string expect = opt.message == message_kind::route_http ? "route" : "echo";
     args.get("--expect", expect);
     if (expect == "route") {
@@ -1008,6 +1176,7 @@ int main(int argc, char** argv) {
 
     workload work;
     if (opt.message == message_kind::route_http) work.setup_route(opt);
+    if (!opt.host_file.empty() && !work.load_host_file(opt.host_file)) return 2;
     std::barrier<> ready(opt.threads);
     shared_state shared;
     shared.opt = &opt;
@@ -1044,6 +1213,8 @@ int main(int argc, char** argv) {
         total.cache_miss += r.cache_miss;
         total.cache_coalesced += r.cache_coalesced;
         total.cache_other += r.cache_other;
+        for (const auto& [key, n] : r.answers)
+            total.answers[key] += n;
     }
 
     if (opt.idle != 0) {
@@ -1078,7 +1249,8 @@ int main(int argc, char** argv) {
             "spoa_loadgen: message=route-http hosts=%u miss_rate=%g decisions=%llu "
             "decisions_per_s=%.0f refusals=%llu misses_sent=%llu cache_hit=%llu cache_miss=%llu "
             "cache_coalesced=%llu cache_other=%llu\n",
-            opt.hosts, opt.miss_rate, static_cast<unsigned long long>(total.acks),
+            work.entries.empty() ? opt.hosts : static_cast<unsigned>(work.entries.size()),
+            opt.miss_rate, static_cast<unsigned long long>(total.acks),
             static_cast<double>(total.acks) / opt.duration_s,
             static_cast<unsigned long long>(total.refusals),
             static_cast<unsigned long long>(total.misses_sent),
@@ -1086,6 +1258,21 @@ int main(int argc, char** argv) {
             static_cast<unsigned long long>(total.cache_miss),
             static_cast<unsigned long long>(total.cache_coalesced),
             static_cast<unsigned long long>(total.cache_other));
+    }
+    if (!opt.counts_out.empty()) {
+        // Written whatever the outcome: a failed run's answers are what the driver reports.
+        std::ofstream out(opt.counts_out, std::ios::trunc);
+        for (const auto& [key, n] : total.answers) {
+            const auto& entry = work.entries[key.first];
+            out << work.classes[entry.klass].name << ' ' << entry.name << ' ' << key.second << ' '
+                << n << '\n';
+        }
+        out.flush();
+        if (!out) {
+            std::fprintf(stderr, "spoa_loadgen: cannot write --counts-out %s\n",
+                         opt.counts_out.c_str());
+            return 1;
+        }
     }
     const bool ok = total.errors == 0 && total.unanswered == 0 &&
                     total.established == opt.connections && total.acks_total == total.sent_total &&
