@@ -198,8 +198,8 @@ int main(int argc, char** argv) {
                     throw std::runtime_error(err);
             }
         } else if (check_config) {
-            std::printf("no --config given: nothing to check\n");
-            return 0;
+            throw std::runtime_error(
+                "--check needs --config FILE (there is nothing else to check)");
         }
     } catch (const std::exception& e) {
         std::fprintf(stderr, "spoa-agent: %s\n", e.what());

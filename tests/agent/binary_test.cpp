@@ -111,6 +111,12 @@ TEST_CASE("binary: bad arguments exit with status 2", "[binary]") {
     const auto status2 = unknown.wait_exit(5s);
     REQUIRE(status2);
     CHECK(*status2 == 2);
+    // --check validates a routing file: without one, "OK" would be a lie.
+    child_process check({SPOA_AGENT_BINARY, "--listen", "127.0.0.1:0", "--check"});
+    const auto status3 = check.wait_exit(5s);
+    REQUIRE(status3);
+    CHECK(*status3 == 2);
+    CHECK(check.output().find("--check needs --config") != std::string::npos);
 }
 
 }  // namespace spoa::testing

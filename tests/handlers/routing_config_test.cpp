@@ -173,7 +173,46 @@ TEST_CASE("config: malformed configurations name the file and the line", "[confi
         std::string problem;
     };
     const std::vector<bad_case> cases{
-        {"unknown section", "cache: {ttl_ms: 5}\nroutez: {}\n", 2, "unknown section 'routez'"},
+        {"unknown section", "cache: {ttl_ms: 5}\nroutez: {}\n", 2,
+         "unknown section 'routez' (known: resolver, cache, ssrf, postgres, tcp, "
+         "metadata_variables, routes, cold_start, health, breaker, activity, passive)"},
+        // A misspelt key is refused at every level, never read as "not set".
+        {"unknown key in a section", "cache: {ttl: 5}\n", 1,
+         "unknown key 'ttl' in cache (known: ttl_ms, negative_ttl_ms, max_entries)"},
+        {"unknown key in a nested section", "cold_start:\n  probe:\n    typ: http\n", 3,
+         "unknown key 'typ' in cold_start.probe (known: type, path, expect, timeout_ms)"},
+        {"unknown key in resolver.remote",
+         "resolver:\n  remote:\n    address: 127.0.0.1:1\n    timeout: 5\n", 4,
+         "unknown key 'timeout' in resolver.remote (known: address, timeout_ms, "
+         "reconnect_min_ms, reconnect_max_ms, max_pending)"},
+        {"unknown key in a route",
+         "routes:\n  http:\n    a.example.com: {endpoints: ['10.0.0.1:80'], sate: asleep}\n", 3,
+         "unknown key 'sate' in routes.http.a.example.com (known: endpoints, paths, metadata, "
+         "ttl_ms, timeout_ms, state)"},
+        {"unknown key in an error route",
+         "routes:\n  http:\n    x.example.com: {error: forbidden, retry_after: 5}\n", 3,
+         "unknown key 'retry_after' in routes.http.x.example.com (known: error, reason, "
+         "retry_after_ms)"},
+        {"a section that is not a map", "cache: 5\n", 1, "cache must be a map"},
+        {"a count below its range", "cache:\n  max_entries: -1\n", 2,
+         "cache.max_entries must be a whole number from 1 to 100000000"},
+        {"rise 0", "health:\n  rise: 0\n", 2, "health.rise must be a whole number from 1 to 1000"},
+        {"breaker failures 0", "breaker: {failures: 0}\n", 1,
+         "breaker.failures must be a whole number from 1 to 1000"},
+        {"not an HTTP status", "health:\n  expect: [200, 99]\n", 2,
+         "health.expect: 99 is not an HTTP status"},
+        {"a flag that is not a flag", "health:\n  enabled: maybe\n", 2, "expected true or false"},
+        {"block list in allowlist mode",
+         "ssrf:\n  mode: allowlist\n  allow: [127.0.0.0/8]\n  block: [10.0.0.0/8]\n", 4,
+         "ssrf.block needs ssrf.mode blocklist"},
+        {"allow list in blocklist mode", "ssrf:\n  allow: [127.0.0.0/8]\n", 2,
+         "ssrf.allow needs ssrf.mode allowlist"},
+        {"a negative route TTL",
+         "routes:\n  http:\n    a.example.com: {endpoints: ['10.0.0.1:80'], ttl_ms: -1}\n", 3,
+         "a duration must not be negative"},
+        {"bad health type", "health: {type: udp}\n", 1, "health.type must be tcp or http"},
+        {"bad probe type", "cold_start:\n  probe: {type: icmp}\n", 2,
+         "cold_start.probe.type must be tcp or http"},
         {"not a map", "- a\n- b\n", 1, "the file must be a YAML map"},
         {"bad CIDR in block", "ssrf:\n  mode: blocklist\n  block: [10.0.0.0/8, 10.0.0.0/33]\n", 3,
          "'10.0.0.0/33' is not a CIDR (e.g. 10.0.0.0/8, fd00::/8)"},

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <stdexcept>
 
+#include "config_section.hpp"
 #include "spoa/handlers/routing/resource_id.hpp"
 
 namespace spoa::routing {
@@ -28,47 +29,59 @@ std::vector<endpoint> parse_endpoints(const YAML::Node& n) {
     return out;
 }
 
-route_table::entry parse_entry(const YAML::Node& n) {
+route_table::entry parse_error_entry(const config_section& s) {
+    const auto word = *s.text("error");
+    const auto code = parse_error_code(word);
+    if (!code) {
+        s.fail(s["error"], "unknown error '" + word +
+                               "' (not_found, forbidden, unavailable, timeout, internal)");
+    }
+    resolve_error e{*code, s.text("reason").value_or(std::string(to_string(*code))), {}};
+    e.retry_after = s.millis("retry_after_ms");
+    return e;
+}
+
+std::vector<path_route> parse_paths(const config_section& s) {
+    std::vector<path_route> out;
+    const auto paths = s["paths"];
+    if (!paths) return out;
+    if (!paths.IsMap()) bad(paths, "paths must map a prefix to a list of endpoints");
+    for (const auto& p : paths) {
+        const auto prefix = p.first.as<std::string>();
+        if (!prefix.starts_with('/'))
+            bad(p.first, "path prefix '" + prefix + "' must start with /");
+        out.push_back({prefix, parse_endpoints(p.second)});
+    }
+    std::sort(out.begin(), out.end(), [](const path_route& a, const path_route& b) {
+        return a.prefix.size() > b.prefix.size();
+    });
+    return out;
+}
+
+route_table::entry parse_entry(const YAML::Node& n, const std::string& where) {
     if (!n.IsMap()) bad(n, "a route must be a map with endpoints (or error)");
-    if (const auto err = n["error"]) {
-        const auto code = parse_error_code(err.as<std::string>());
-        if (!code)
-            bad(err, "unknown error '" + err.as<std::string>() +
-                         "' (not_found, forbidden, unavailable, timeout, internal)");
-        resolve_error e{
-            *code, n["reason"] ? n["reason"].as<std::string>() : std::string(to_string(*code)), {}};
-        if (const auto ra = n["retry_after_ms"])
-            e.retry_after = std::chrono::milliseconds(ra.as<long>());
-        return e;
+    if (n["error"]) {
+        return parse_error_entry(
+            config_section(n, "", where, {"error", "reason", "retry_after_ms"}));
     }
+    const config_section s(n, "", where,
+                           {"endpoints", "paths", "metadata", "ttl_ms", "timeout_ms", "state"});
     route r;
-    if (const auto eps = n["endpoints"]) r.endpoints = parse_endpoints(eps);
-    if (const auto paths = n["paths"]) {
-        if (!paths.IsMap()) bad(paths, "paths must map a prefix to a list of endpoints");
-        for (const auto& p : paths) {
-            const auto prefix = p.first.as<std::string>();
-            if (!prefix.starts_with('/'))
-                bad(p.first, "path prefix '" + prefix + "' must start with /");
-            r.paths.push_back({prefix, parse_endpoints(p.second)});
-        }
-        std::sort(r.paths.begin(), r.paths.end(), [](const path_route& a, const path_route& b) {
-            return a.prefix.size() > b.prefix.size();
-        });
-    }
+    if (const auto eps = s["endpoints"]) r.endpoints = parse_endpoints(eps);
+    r.paths = parse_paths(s);
     if (r.endpoints.empty() && r.paths.empty()) bad(n, "a route needs endpoints, paths or error");
-    if (const auto md = n["metadata"]) {
+    if (const auto md = s["metadata"]) {
         if (!md.IsMap()) bad(md, "metadata must be a map of strings");
         for (const auto& kv : md)
             r.metadata[kv.first.as<std::string>()] = kv.second.as<std::string>();
     }
-    if (const auto ttl = n["ttl_ms"]) r.ttl = std::chrono::milliseconds(ttl.as<long>());
-    if (const auto t = n["timeout_ms"]) r.timeout = std::chrono::milliseconds(t.as<long>());
-    if (const auto st = n["state"]) {
-        const auto s = parse_backend_state(st.as<std::string>());
-        if (!s)
-            bad(st,
-                "unknown state '" + st.as<std::string>() + "' (ready, asleep, starting, failed)");
-        r.state = *s;
+    r.ttl = s.millis("ttl_ms");
+    r.timeout = s.millis("timeout_ms");
+    if (const auto st = s.text("state")) {
+        const auto state = parse_backend_state(*st);
+        if (!state)
+            bad(s["state"], "unknown state '" + *st + "' (ready, asleep, starting, failed)");
+        r.state = *state;
     }
     return r;
 }
@@ -116,7 +129,8 @@ std::shared_ptr<const route_table> route_table::parse(const YAML::Node& routes) 
             // Host-like ids are stored the way requests are looked up.
             if (*proto == protocol::http || *proto == protocol::tls) id = normalize_host(id);
             if (id.empty()) bad(r.first, "empty route id");
-            table->add(*proto, std::move(id), parse_entry(r.second));
+            auto entry = parse_entry(r.second, "routes." + proto_name + "." + id);
+            table->add(*proto, std::move(id), std::move(entry));
         }
     }
     return table;
