@@ -10,8 +10,8 @@ namespace spoa {
 
 namespace {
 
-// spop-spec §5.3: HAProxy silently ignores names with other characters. A table, because every
-// variable of every answer is checked.
+// protocol/README.md §5.3: HAProxy silently ignores names with other characters. A table, because
+// every variable of every answer is checked.
 constexpr std::array<bool, 256> name_chars = [] {
     std::array<bool, 256> t{};
     for (int c = 'a'; c <= 'z'; ++c)

@@ -53,7 +53,7 @@ void session::handle_hello(const frame& f) {
         fail(error::unexpected_frame);
         return;
     }
-    // spop-spec §6: HELLO is never fragmented; nothing was negotiated yet.
+    // protocol/README.md §2: HELLO is never fragmented; nothing was negotiated yet.
     if (!f.fin()) {
         fail(error::fragmentation_not_supported);
         return;
@@ -79,7 +79,7 @@ void session::handle_hello(const frame& f) {
     }
     protocol::encode_agent_hello(out_, negotiated_);
     if (hello.healthcheck) {
-        // spop-spec §7.3: answer the check, then close; no DISCONNECT exchange needed.
+        // protocol/README.md §6.3: answer the check, then close; no DISCONNECT exchange needed.
         state_ = state::closing;
         reason_ = close_reason::healthcheck;
         return;
@@ -88,7 +88,7 @@ void session::handle_hello(const frame& f) {
 }
 
 void session::handle_running(const frame& f) {
-    // spop-spec §9.5: HAProxy sends nothing else on the connection until a fragmented NOTIFY
+    // protocol/README.md §9: HAProxy sends nothing else on the connection until a fragmented NOTIFY
     // is finished; a DISCONNECT is the one frame that may still come.
     if (assembler_ && assembler_->in_progress() && f.type != frame_type::unset &&
         f.type != frame_type::haproxy_disconnect) {
@@ -140,7 +140,7 @@ void session::feed_fragment(const frame& f) {
             host_.on_notify(assembler_->stream_id(), assembler_->frame_id(), assembler_->payload());
             return;
         case protocol::fragment_assembler::outcome::aborted:
-            // spop-spec §9.5: HAProxy cancelled the frame; no ACK is expected.
+            // protocol/README.md §9: HAProxy cancelled the frame; no ACK is expected.
             ++aborted_fragments_;
             return;
         case protocol::fragment_assembler::outcome::failed:
@@ -158,7 +158,7 @@ void session::handle_peer_disconnect(const frame& f) {
         peer_status_ = static_cast<std::uint32_t>(protocol::status_code::unknown);
         peer_message_ = "unparsable HAPROXY-DISCONNECT";
     }
-    // spop-spec §8.1: answer with AGENT-DISCONNECT, then close.
+    // protocol/README.md §7.1: answer with AGENT-DISCONNECT, then close.
     disconnect(protocol::status_code::normal, {}, close_reason::peer_disconnect);
 }
 

@@ -14,8 +14,8 @@ namespace {
 constexpr std::size_t read_buffer_size = 64 * 1024;
 /// ACK header upper bound (type, flags, two 10-byte varints): what an async reply may not use.
 constexpr std::size_t ack_header_reserve = 1 + 4 + 2 * protocol::max_varint_size;
-/// spop-spec §9.6: HAProxy 3.1.0-3.2-dev6 never wakes on an ACK without action, so every ACK
-/// carries at least this harmless unset-var.
+/// protocol/README.md §10: HAProxy 3.1.0-3.2-dev6 never wakes on an ACK without action, so every
+/// ACK carries at least this harmless unset-var.
 constexpr std::string_view noop_var = "spoa_noop";
 /// Pending frames kept for reuse; beyond that they are freed.
 constexpr std::size_t pending_pool_cap = 4096;

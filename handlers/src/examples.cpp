@@ -5,7 +5,7 @@
 namespace spoa::handlers {
 namespace {
 
-/// HAProxy accepts only [A-Za-z0-9_.] in variable names (spop-spec §5.3).
+/// HAProxy accepts only [A-Za-z0-9_.] in variable names (protocol/README.md §5.3).
 std::string_view variable_name(std::string_view arg, std::size_t index, char (&buf)[256]) {
     if (arg.empty()) {
         const int n = std::snprintf(buf, sizeof buf, "arg%zu", index);

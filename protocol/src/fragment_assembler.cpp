@@ -5,7 +5,7 @@ namespace spoa::protocol {
 fragment_assembler::result fragment_assembler::feed(const frame& f) {
     if (f.type == frame_type::notify) {
         // A new NOTIFY while one is open: HAProxy sends nothing else until the fragmented one
-        // is finished (spop-spec §9.5), so this is an interlaced frame.
+        // is finished (protocol/README.md §9), so this is an interlaced frame.
         if (open_) return {outcome::failed, error::interlaced_fragments};
         if (f.payload.size() > max_payload_) return {outcome::failed, error::reassembly_too_big};
         buffer_.clear();

@@ -33,7 +33,7 @@ frame_decode_result decode_frame(bytes_view input, std::uint32_t max_frame_size,
     byte_reader prefix(input);
     std::uint32_t len = 0;
     if (prefix.read_u32be(len) != error::none) return {decode_status::need_more, 0, error::none};
-    // spop-spec §13 step 1: judge LEN before waiting for (or reserving room for) the body.
+    // protocol/README.md §2 step 2: judge LEN before waiting for (or reserving room for) the body.
     if (len < min_frame_size) return {decode_status::error, 0, error::frame_too_short};
     if (len > max_frame_size) return {decode_status::error, 0, error::frame_too_big};
     const std::size_t total = length_prefix_size + len;
@@ -54,12 +54,12 @@ frame_decode_result decode_frame(bytes_view input, std::uint32_t max_frame_size,
     if (const error e = in.read_varint(frame_id); e != error::none) {
         return {decode_status::error, 0, e};
     }
-    // spop-spec §2: when ABORT is set FIN must be set too.
+    // protocol/README.md §2: when ABORT is set FIN must be set too.
     if ((flags & frame_flags::abort) != 0 && (flags & frame_flags::fin) == 0) {
         return {decode_status::error, 0, error::bad_flags};
     }
     const auto ftype = static_cast<frame_type>(type);
-    // spop-spec §6: HELLO and DISCONNECT carry ids 0 in both directions.
+    // protocol/README.md §2: HELLO and DISCONNECT carry ids 0 in both directions.
     const bool control = ftype == frame_type::haproxy_hello || ftype == frame_type::agent_hello ||
                          ftype == frame_type::haproxy_disconnect ||
                          ftype == frame_type::agent_disconnect;

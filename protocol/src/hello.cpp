@@ -42,7 +42,7 @@ bool any_item(std::string_view list, Fn&& fn) {
 
 bool supports_version_2_0(std::string_view list) noexcept {
     // "Major.Minor" entries; a major version announces every minor up to the given one, so any
-    // well-formed 2.x entry covers the 2.0 we speak (spop-spec §7.1).
+    // well-formed 2.x entry covers the 2.0 we speak (protocol/README.md §6.1).
     return any_item(list, [](std::string_view item) {
         const std::size_t dot = item.find('.');
         if (dot == std::string_view::npos) return false;
@@ -90,7 +90,7 @@ error parse_haproxy_hello(bytes_view payload, haproxy_hello& out) noexcept {
         } else if (key == "healthcheck") {
             out.healthcheck = value.type() == data_type::boolean && value.as_bool();
         }
-        // Other keys are skipped: HAProxy may add some (spop-spec §5.1).
+        // Other keys are skipped: HAProxy may add some (protocol/README.md §5.1).
     }
     if (!have_versions) return error::missing_version;
     if (!have_size) return error::missing_max_frame_size;

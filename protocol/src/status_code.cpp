@@ -3,7 +3,7 @@
 namespace spoa::protocol {
 
 std::string_view to_string(status_code code) noexcept {
-    // HAProxy's own strings (spop-spec §8.2), so both sides log the same words.
+    // HAProxy's own strings (protocol/README.md §7.2), so both sides log the same words.
     switch (code) {
         case status_code::normal:
             return "normal";

@@ -55,14 +55,16 @@ bool operator==(const typed_value& a, const typed_value& b) noexcept {
 error decode_typed_value(byte_reader& in, typed_value& out) noexcept {
     std::uint8_t type_byte = 0;
     if (const error e = in.read_u8(type_byte); e != error::none) return e;
-    // spop-spec §4: type in the low nibble, flags in the high nibble (only BOOL uses them).
+    // Type in the low nibble, flags in the high nibble (only BOOL uses them):
+    // protocol/README.md §4.
     const std::uint8_t type = type_byte & 0x0F;
     const std::uint8_t flags = type_byte >> 4;
     switch (static_cast<data_type>(type)) {
         case data_type::null:
             out = typed_value::null();
             return error::none;
-        // HAProxy reads BOOL as true only when the flag nibble is exactly 1 (spop-spec §15.15).
+        // HAProxy reads BOOL as true only when the flag nibble is exactly 1
+        // (protocol/README.md §4).
         case data_type::boolean:
             out = typed_value::boolean(flags == 1);
             return error::none;

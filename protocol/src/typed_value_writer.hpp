@@ -25,8 +25,8 @@ namespace spoa::protocol::detail {
     }
 }
 
-/// Writes the wire form of `value` at `p` (flags nibble 0 except BOOL, spop-spec §4); `p` has
-/// room for max_typed_value_size(value) bytes. Returns the bytes written.
+/// Writes the wire form of `value` at `p` (flags nibble 0 except BOOL, protocol/README.md §4); `p`
+/// has room for max_typed_value_size(value) bytes. Returns the bytes written.
 inline std::size_t write_typed_value(std::uint8_t* p, const typed_value& value) noexcept {
     const auto type = static_cast<std::uint8_t>(value.type());
     switch (value.type()) {

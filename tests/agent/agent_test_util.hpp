@@ -46,7 +46,7 @@ inline owned_action set_var(protocol::var_scope scope, std::string name, const t
 inline owned_action set_txn(std::string name, const typed_value& v) {
     return set_var(protocol::var_scope::txn, std::move(name), v);
 }
-/// The harmless unset-var the agent puts in an ACK that has nothing else (spop-spec §9.6).
+/// The harmless unset-var the agent puts in an ACK that has nothing else (protocol/README.md §10).
 inline owned_action noop_action() {
     return {protocol::action_type::unset_var, protocol::var_scope::txn, "spoa_noop", {}};
 }

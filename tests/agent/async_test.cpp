@@ -262,7 +262,7 @@ TEST_CASE("async: an ACK is never empty, an empty NOTIFY gets the noop ACK", "[a
     a.start();
     auto c = a.connect_ready();
 
-    // Empty NOTIFY payload (HAProxy 3.1 to 3.3-dev6, spop-spec §9.6): LEN 7.
+    // Empty NOTIFY payload (HAProxy 3.1 to 3.3-dev6, protocol/README.md §10): LEN 7.
     c.send_raw("00 00 00 07 03 00 00 00 01 01 01");
     CHECK(hex(c.expect(ft::ack).raw) == hex(noop_ack_bytes(1, 1)));
     // A message nobody handles, a sync handler that sets nothing, an async one likewise.

@@ -198,7 +198,7 @@ TEST_CASE("echo: stream-id 0 and the largest ids are copied verbatim", "[echo]")
     handlers::register_echo(a.agent());
     a.start();
     auto c = a.connect_ready(hello_options::v2_6());
-    // HAProxy 2.6: the first stream after start has stream-id 0 (spop-spec §9.4).
+    // HAProxy 2.6: the first stream after start has stream-id 0 (protocol/README.md §8).
     c.send_notify(0, 1, one_arg("echo", "first"));
     auto ack = c.expect(ft::ack);
     const std::vector<owned_action> want{set_txn("v", typed_value::string("first"))};

@@ -1,4 +1,4 @@
-// Fragmented NOTIFYs over loopback (spop-spec §9.5).
+// Fragmented NOTIFYs over loopback (protocol/README.md §9).
 
 #include <atomic>
 
@@ -35,7 +35,8 @@ TEST_CASE("fragmentation: NOTIFY + UNSET + UNSET(FIN) is reassembled and answere
     const std::string body(700, 'A');
     const auto payload = big_echo_payload(body);
     REQUIRE(payload.size() > 2 * 224);
-    // HAProxy splits at 224-byte boundaries, inside the BINARY value here (spop-spec §14.3).
+    // HAProxy splits at 224-byte boundaries, inside the BINARY value here
+    // (protocol/README.md §11.3).
     const std::size_t chunks[] = {224, 224, 224};
     c.send_fragmented_notify(5, 1, payload, chunks);
     const auto ack = c.expect(ft::ack);

@@ -1,4 +1,4 @@
-// HAPROXY-HELLO / AGENT-HELLO over loopback (spop-spec §7, §8.2).
+// HAPROXY-HELLO / AGENT-HELLO over loopback (protocol/README.md §6, §7.2).
 
 #include "agent_test_util.hpp"
 #include "spoa/protocol/kv_list.hpp"
@@ -6,7 +6,7 @@
 namespace spoa::testing {
 namespace {
 
-/// AGENT-HELLO as the spec lays it out: version, max-frame-size, capabilities (spop-spec §14 V4).
+/// AGENT-HELLO laid out like V4: version, max-frame-size, capabilities (protocol/README.md §11).
 std::vector<std::uint8_t> agent_hello_bytes(std::uint32_t mfs, std::string_view caps) {
     protocol::byte_buffer b;
     protocol::encode_kv(b, "version", typed_value::string("2.0"));
@@ -16,7 +16,7 @@ std::vector<std::uint8_t> agent_hello_bytes(std::uint32_t mfs, std::string_view 
                         {b.data(), b.size()});
 }
 
-// spop-spec §14.2 vectors.
+// Example frames of protocol/README.md §11.1.
 constexpr std::string_view v1_healthcheck_hello =
     "00 00 00 4e 01 00 00 00 01 00 00 12 73 75 70 70 6f 72 74 65 64 2d 76 65 72 73 69 6f 6e 73 "
     "08 03 32 2e 30 0e 6d 61 78 2d 66 72 61 6d 65 2d 73 69 7a 65 03 fc f0 06 0c 63 61 70 61 62 "
@@ -55,7 +55,7 @@ void expect_refused(const hello_options& hello, std::uint32_t status) {
 
 }  // namespace
 
-TEST_CASE("handshake: HAProxy 3.1 HELLO (spec V3) gets 2.0, 16380, pipelining,fragmentation",
+TEST_CASE("handshake: HAProxy 3.1 HELLO (example V3) gets 2.0, 16380, pipelining,fragmentation",
           "[handshake]") {
     test_agent a;
     a.start();
@@ -70,7 +70,7 @@ TEST_CASE("handshake: HAProxy 3.1 HELLO (spec V3) gets 2.0, 16380, pipelining,fr
     CHECK(hex(c.expect(ft::ack).raw) == hex(noop_ack_bytes(1, 1)));
 }
 
-TEST_CASE("handshake: with fragmentation off the reply to spec V3 is exactly spec V4",
+TEST_CASE("handshake: with fragmentation off the reply to example V3 is exactly example V4",
           "[handshake]") {
     auto cfg = test_config();
     cfg.fragmentation = false;
@@ -81,7 +81,7 @@ TEST_CASE("handshake: with fragmentation off the reply to spec V3 is exactly spe
     CHECK(hex(c.expect(ft::agent_hello).raw) == hex(from_hex(v4_agent_hello)));
 }
 
-TEST_CASE("handshake: HAProxy 2.6 HELLO (spec V2, pipelining,async) never gets async",
+TEST_CASE("handshake: HAProxy 2.6 HELLO (example V2, pipelining,async) never gets async",
           "[handshake]") {
     test_agent a;
     a.start();
@@ -191,7 +191,7 @@ TEST_CASE("handshake: empty capabilities means no pipelining", "[handshake]") {
     CHECK(hex(f.raw) == hex(agent_hello_bytes(16380, "fragmentation")));
 }
 
-TEST_CASE("handshake: health-check HELLO (spec V1) gets a full AGENT-HELLO, then EOF",
+TEST_CASE("handshake: health-check HELLO (example V1) gets a full AGENT-HELLO, then EOF",
           "[handshake]") {
     test_agent a;
     a.start();
@@ -199,7 +199,7 @@ TEST_CASE("handshake: health-check HELLO (spec V1) gets a full AGENT-HELLO, then
     c.send_raw(v1_healthcheck_hello);
     const auto f = c.expect(ft::agent_hello);
     CHECK(hex(f.raw) == hex(agent_hello_bytes(16380, "fragmentation")));
-    // spop-spec §7.3: no DISCONNECT exchange, the agent just closes.
+    // protocol/README.md §6.3: no DISCONNECT exchange, the agent just closes.
     CHECK(c.wait_closed() == close_kind::eof);
     CHECK(a.wait_metric("spoa_frames_sent_total{type=\"AGENT-DISCONNECT\"}", 0));
 }

@@ -181,7 +181,7 @@ TEST_CASE("limits: HAPROXY-DISCONNECT is answered with AGENT-DISCONNECT 0, then 
     test_agent a;
     a.start();
     auto c = a.connect_ready();
-    // spop-spec §14 V9: status 2 "a timeout occurred" (2.6's timeout idle).
+    // Example V9 (protocol/README.md §11): status 2 "a timeout occurred" (2.6's timeout idle).
     c.send_raw(
         "00 00 00 31 02 00 00 00 01 00 00 0b 73 74 61 74 75 73 2d 63 6f 64 65 03 02 07 6d 65 73 "
         "73 61 67 65 08 12 61 20 74 69 6d 65 6f 75 74 20 6f 63 63 75 72 72 65 64");
@@ -194,7 +194,7 @@ TEST_CASE("limits: HAPROXY-DISCONNECT is answered with AGENT-DISCONNECT 0, then 
 
     SECTION("also before HELLO") {
         auto d = a.connect();
-        d.send_disconnect(0, "normal");  // spop-spec §14 V8
+        d.send_disconnect(0, "normal");  // example V8, protocol/README.md §11
         CHECK(d.expect_disconnect() == 0);
         CHECK(d.wait_closed() == close_kind::eof);
     }

@@ -1,5 +1,5 @@
 // Malformed input over a socket: the exact AGENT-DISCONNECT status, then close; the error is
-// sticky and other connections are unaffected (spop-spec §8, §13).
+// sticky and other connections are unaffected (protocol/README.md §2, §7).
 
 #include "agent_test_util.hpp"
 #include "spoa/handlers/examples.hpp"

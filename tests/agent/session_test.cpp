@@ -174,7 +174,7 @@ TEST_CASE("session: refused handshake, peer disconnect, health check, local disc
         REQUIRE(frames.size() == 1);
         CHECK(frames[0].status() == 8);
     }
-    SECTION("peer disconnect (spec V9)") {
+    SECTION("peer disconnect (example V9)") {
         fixture fx;
         REQUIRE(fx.feed(hello_frame()) > 0);
         fx.out.clear();

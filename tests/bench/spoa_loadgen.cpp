@@ -5,7 +5,7 @@
 /// with five arguments (host string, path string, IPv4 src, INT64 port, small binary), the
 /// shape of a realistic HAProxy request check. Every frame in flight on a connection has a
 /// unique (stream-id, frame-id): frame-id = slot + 1 (1..K), stream-id odd and increasing, as
-/// HAProxy 3.1+ numbers its SPOP streams (spop-spec §9.4). Every ACK is validated: type ACK,
+/// HAProxy 3.1+ numbers its SPOP streams (protocol/README.md §8). Every ACK is validated: type ACK,
 /// flags exactly FIN, ids of a frame in flight, payload decodable by decode_actions and, with
 /// --expect echo, exactly the five set-var txn.<arg> = <arg value> that the echo handler writes.
 /// Latency is per frame, from the write that carried the NOTIFY to the read that brought its

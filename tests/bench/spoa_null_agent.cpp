@@ -2,8 +2,8 @@
 ///
 /// Same threading model as spoa-agent: one epoll loop per thread, each with its own listening
 /// socket on the same port (SO_REUSEPORT), so the kernel spreads connections over the threads.
-/// It answers the first frame of a connection with a fixed AGENT-HELLO (spop-spec §14.2 V4:
-/// version 2.0, max-frame-size 16380, pipelining) without looking at it; then, for each frame,
+/// It answers the first frame of a connection with a fixed AGENT-HELLO (protocol/README.md §11.1
+/// V4: version 2.0, max-frame-size 16380, pipelining) without looking at it; then, for each frame,
 /// it reads the 4-byte length, skips type and flags, copies the two id varints verbatim and
 /// answers a NOTIFY with an empty ACK `00 00 00 LEN 67 00 00 00 01 <sid> <fid>`. Nothing else
 /// is decoded. The ACKs of one read leave in one write, like the agent's per-iteration flush.
@@ -34,7 +34,7 @@ extern "C" void on_signal(int) {
     stop_requested.store(true);
 }
 
-/// spop-spec §14.2 V4, whole frame.
+/// protocol/README.md §11.1 V4, whole frame.
 constexpr std::uint8_t agent_hello[] = {
     0x00, 0x00, 0x00, 0x40, 0x65, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x07, 0x76, 0x65,
     0x72, 0x73, 0x69, 0x6f, 0x6e, 0x08, 0x03, 0x32, 0x2e, 0x30, 0x0e, 0x6d, 0x61, 0x78,

@@ -623,7 +623,7 @@ FLAG_FIN, FLAG_ABORT = 1, 2
 
 
 def decode_varint(buf, pos):
-    """spop-spec §3. Returns (value, new position)."""
+    """protocol/README.md §3. Returns (value, new position)."""
     v = buf[pos]
     pos += 1
     if v < 240:
@@ -639,7 +639,7 @@ def decode_varint(buf, pos):
 
 
 def decode_typed(buf, pos):
-    """spop-spec §4. Returns ((type name, value), new position)."""
+    """protocol/README.md §4. Returns ((type name, value), new position)."""
     t = buf[pos]
     pos += 1
     kind = t & 0x0F
@@ -663,7 +663,7 @@ def decode_typed(buf, pos):
 
 
 def decode_messages(payload):
-    """LIST-OF-MESSAGES (spop-spec §5.2) -> [(name, [(arg name, (type, value))])]."""
+    """LIST-OF-MESSAGES (protocol/README.md §5.2) -> [(name, [(arg name, (type, value))])]."""
     out, pos = [], 0
     while pos < len(payload):
         n, pos = decode_varint(payload, pos)

@@ -214,7 +214,7 @@ def test(env):
 
 
 def _kv_status(payload):
-    """status-code from a DISCONNECT KV-LIST (spop-spec §5.1)."""
+    """status-code from a DISCONNECT KV-LIST (protocol/README.md §5.1)."""
     pos = 0
     while pos < len(payload):
         n, pos = harness.decode_varint(payload, pos)

@@ -3,7 +3,7 @@
 
 HAProxy is configured with `max-frame-size 1024`; the agent announces `fragmentation`, so a
 NOTIFY that does not fit is sent as a NOTIFY frame without FIN followed by UNSET frames, the
-last one with FIN (spop-spec §9.5). A frame tap between HAProxy and the agent records the
+last one with FIN (protocol/README.md §9). A frame tap between HAProxy and the agent records the
 frames. Two messages are sent per request, `big` (the body; no handler) and then `echo`:
 
   A. 20 KB body: the wire shows the fragments, the reassembled payload is exactly

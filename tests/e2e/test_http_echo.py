@@ -27,7 +27,7 @@ ARGS = [
 
 
 def parse_hdrs_bin(b):
-    """req.hdrs_bin: (varint len, name, varint len, value)* then 00 00 (spop-spec §4)."""
+    """req.hdrs_bin: (varint len, name, varint len, value)* then 00 00 (protocol/README.md §4)."""
     out, pos = [], 0
     while True:
         n, pos = harness.decode_varint(b, pos)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Regenerates tests/fuzz/corpus/frame/ from the test vectors of spop-spec.md §14.2.
+"""Regenerates tests/fuzz/corpus/frame/ from the example frames of protocol/README.md §11.1.
 
-Usage: make_corpus.py [path/to/spop-spec.md] [output dir]
+Usage: make_corpus.py [path/to/protocol/README.md] [output dir]
 
 Every corpus file is one fuzzer input: byte 0 is the control byte read by frame_fuzzer.cpp
 (bits 0-5: receive limit, 0x3f = 16380, else 7 + 8 * n; bit 6: fragmentation and a 1024-byte
@@ -10,8 +10,8 @@ own limit; bit 7: pipelining), the rest is the byte stream. Files are:
 * one file per vector V1..V10 (limit 16380), and each again with a small limit (too big);
 * concatenations: all vectors; a handshake + NOTIFY + ACK + DISCONNECT session;
 * fragment sequences built from V5's payload (NOTIFY without FIN, UNSET, UNSET FIN), an
-  aborted one (FIN|ABORT), the final UNSET recorded live in §14.3, and a reassembly above
-  the fuzzer's 256-byte cap;
+  aborted one (FIN|ABORT), the final UNSET recorded live (protocol/README.md §11.3), and a
+  reassembly above the fuzzer's 256-byte cap;
 * a few malformed frames (11-byte varint, reserved data type, LEN below 7);
 * the regressions listed in REGRESSIONS below (inputs the fuzzer once crashed on).
 
@@ -25,7 +25,7 @@ import struct
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-DEFAULT_SPEC = os.path.join(HERE, "..", "..", "..", "shared", "spop-spec.md")
+DEFAULT_SPEC = os.path.join(HERE, "..", "..", "protocol", "README.md")
 DEFAULT_OUT = os.path.join(HERE, "corpus", "frame")
 
 LIMIT_16380 = 0x3F
@@ -38,16 +38,16 @@ REGRESSIONS = {}
 
 
 def vectors(spec_text):
-    """{'V1': bytes, ...} from §14.2."""
-    start = spec_text.index("### 14.2")
-    end = spec_text.index("### 14.3")
+    """{'V1': bytes, ...} from protocol/README.md §11.1."""
+    start = spec_text.index("### 11.1")
+    end = spec_text.index("### 11.2")
     section = spec_text[start:end]
     out = {}
-    pattern = r"#### (V\d+) [^\n]*\n\nTotal (\d+) bytes[^\n]*\n\n```\n(.*?)```"
+    pattern = r"#### (V\d+) \((\d+) bytes\)\n\n```\n(.*?)```"
     for m in re.finditer(pattern, section, re.S):
         data = bytes.fromhex(m.group(3).replace("\n", " "))
         if len(data) != int(m.group(2)):
-            raise SystemExit(f"{m.group(1)}: {len(data)} bytes, spec says {m.group(2)}")
+            raise SystemExit(f"{m.group(1)}: {len(data)} bytes, the heading says {m.group(2)}")
         out[m.group(1)] = data
     if len(out) != 10:
         raise SystemExit(f"expected 10 vectors, found {len(out)}")
@@ -72,7 +72,7 @@ def frame(ftype, flags, sid, fid, payload):
 
 
 def payload_of(vec):
-    # All §14 vectors use one-byte ids: header = 4 (LEN) + 1 + 4 + 1 + 1.
+    # The example frames of protocol/README.md §11 all use one-byte ids: header = 4 + 1 + 4 + 1 + 1.
     return vec[11:]
 
 

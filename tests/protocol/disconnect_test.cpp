@@ -1,4 +1,5 @@
-// spop-spec §8: DISCONNECT frames V8, V9, V10 both ways, parse_disconnect, status strings.
+// protocol/README.md §7: DISCONNECT frames V8, V9, V10 (§11) both ways, parse_disconnect,
+// status strings.
 
 #include <catch2/catch.hpp>
 #include <string>
@@ -15,7 +16,7 @@ using spoa::test::decode_one;
 using spoa::test::from_hex;
 using spoa::test::to_hex;
 
-TEST_CASE("disconnect: V8, V9, V10 decode to the spec's Decoded lines", "[disconnect][vectors]") {
+TEST_CASE("disconnect: V8, V9, V10 decode to their documented fields", "[disconnect][vectors]") {
     struct row {
         const char* hex;
         frame_type type;

@@ -1,4 +1,4 @@
-// spop-spec §9.5: reassembly of fragmented NOTIFYs (NOTIFY without FIN, UNSET continuations,
+// protocol/README.md §9: reassembly of fragmented NOTIFYs (NOTIFY without FIN, UNSET continuations,
 // FIN ends, FIN|ABORT drops) and the reassembly cap.
 
 #include <catch2/catch.hpp>
@@ -85,7 +85,8 @@ TEST_CASE("fragments: three fragments reassemble to the original payload, which 
     CHECK(d.messages()[1].args[1].value.as_string() == "/login");
 }
 
-TEST_CASE("fragments: the final UNSET seen live on HAProxy 2.6.12 (spec §14.3)", "[fragment]") {
+TEST_CASE("fragments: the final UNSET seen live on HAProxy 2.6.12 (protocol/README.md §11.3)",
+          "[fragment]") {
     // NOTIFY (flags 0) with the start, then the recorded last fragment: LEN 11, UNSET, FIN,
     // sid 2, fid 2, "AAAA".
     const bytes first =
@@ -124,7 +125,7 @@ TEST_CASE("fragments: FIN|ABORT discards, then a new NOTIFY starts cleanly", "[f
     fragment_assembler assembler(1024);
     const bytes a = make_frame(frame_type::notify, 0, 9, 4, spoa::test::view(from_hex("01 61")));
     const bytes b = make_frame(frame_type::unset, 0, 9, 4, spoa::test::view(from_hex("00")));
-    // spop-spec §9.5: HAProxy's cancel is an UNSET with FIN|ABORT and an empty payload.
+    // protocol/README.md §9: HAProxy's cancel is an UNSET with FIN|ABORT and an empty payload.
     const bytes abort = from_hex("00 00 00 07 00 00 00 00 03 09 04");
     CHECK(assembler.feed(decode_one(spoa::test::view(a))).what ==
           fragment_assembler::outcome::pending);

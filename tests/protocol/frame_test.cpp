@@ -1,5 +1,5 @@
-// spop-spec §2, §6: frame headers of every §14 vector, incremental (byte-at-a-time) decoding,
-// frame_writer round trips for every frame type, streams of several frames, LEN limits.
+// protocol/README.md §2: frame headers of every example frame (§11), incremental (byte-at-a-time)
+// decoding, frame_writer round trips for every frame type, streams of several frames, LEN limits.
 
 #include <catch2/catch.hpp>
 #include <cstdint>
@@ -25,7 +25,7 @@ struct header_row {
     std::size_t payload_size;  ///< LEN - 7 for all §14 vectors (one-byte ids)
 };
 
-// The "Decoded:" lines of spop-spec §14.2, header part (payloads are checked per topic).
+// The example frames of protocol/README.md §11.1, header part (payloads are checked per topic).
 const header_row expected_headers[10] = {
     {frame_type::haproxy_hello, 1, 0, 0, 78 - 7},
     {frame_type::haproxy_hello, 1, 0, 0, 129 - 7},
@@ -41,7 +41,7 @@ const header_row expected_headers[10] = {
 
 }  // namespace
 
-TEST_CASE("frame: headers of every spec §14 vector", "[frame][vectors]") {
+TEST_CASE("frame: headers of every example frame V1..V10", "[frame][vectors]") {
     for (std::size_t i = 0; i < spec_vectors.size(); ++i) {
         const auto& v = spec_vectors[i];
         const header_row& want = expected_headers[i];

@@ -1,4 +1,4 @@
-// spop-spec §5.1, §7: KV lists of V1..V4 both ways, parse_haproxy_hello, negotiate,
+// protocol/README.md §5.1, §6: KV lists of V1..V4 (§11) both ways, parse_haproxy_hello, negotiate,
 // encode_agent_hello.
 
 #include <catch2/catch.hpp>
@@ -99,7 +99,7 @@ haproxy_hello parse_ok(const kv_pairs& pairs, bytes& storage) {
 
 }  // namespace
 
-TEST_CASE("hello: V1..V4 KV lists decode to the spec's Decoded lines", "[hello][vectors]") {
+TEST_CASE("hello: V1..V4 KV lists decode to their documented fields", "[hello][vectors]") {
     const std::pair<const char*, const kv_pairs*> cases[] = {
         {spoa::test::v1_hex, &v1_pairs},
         {spoa::test::v2_hex, &v2_pairs},

@@ -1,5 +1,5 @@
 // One table of malformed inputs: each row is a byte stream, the error the codec must report and
-// the SPOP status that error maps to (spop-spec §8.2).
+// the SPOP status that error maps to (protocol/README.md §7.2).
 
 #include <catch2/catch.hpp>
 #include <string>
@@ -43,8 +43,8 @@ TEST_CASE("malformed: header errors are reported by decode_frame itself", "[malf
 }
 
 TEST_CASE("malformed: a FIN-less NOTIFY decodes; refusing it is status 10", "[malformed]") {
-    // The connection layer refuses it when fragmentation was not negotiated (spop-spec §13
-    // step 3) with error::fragmentation_not_supported; the codec reports the missing FIN.
+    // The connection layer refuses it when fragmentation was not negotiated (protocol/README.md
+    // §9) with error::fragmentation_not_supported; the codec reports the missing FIN.
     const bytes in = from_hex("00 00 00 08 03 00 00 00 00 01 01 00");
     frame f;
     const auto r = decode_frame(spoa::test::view(in), 256, f);

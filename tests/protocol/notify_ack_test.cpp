@@ -1,5 +1,5 @@
-// spop-spec §5.2, §5.3: NOTIFY messages (V5) and ACK actions (V6, V7) both ways, the decoder's
-// reuse, ack_writer's size limit, decode_actions errors.
+// protocol/README.md §5.2, §5.3: NOTIFY messages (V5) and ACK actions (V6, V7) both ways, the
+// decoder's reuse, ack_writer's size limit, decode_actions errors.
 
 #include <catch2/catch.hpp>
 #include <cstdint>
@@ -23,7 +23,7 @@ namespace {
 
 const std::string body_bytes("\x00\x01\xfe\xff", 4);
 
-// spop-spec §14.2 V5 "Decoded:" line.
+// V5 as protocol/README.md §11.1 decodes it.
 const std::vector<argument> v5_msg1 = {
     {"ip", typed_value::ipv4({192, 168, 1, 10})},
     {"ip6", typed_value::ipv6({0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1})},
@@ -57,7 +57,7 @@ struct expected_action {
     typed_value value;
 };
 
-// spop-spec §14.2 V6 "Decoded:" line.
+// V6 as protocol/README.md §11.1 decodes it.
 const std::vector<expected_action> v6_actions = {
     {action_type::set_var, var_scope::sess, "ip_score", typed_value::int32(42)},
     {action_type::set_var, var_scope::txn, "verdict", typed_value::string("allow")},
@@ -81,7 +81,7 @@ void check_actions(const std::vector<action>& got, const std::vector<expected_ac
 
 }  // namespace
 
-TEST_CASE("notify: V5 decodes to the spec's Decoded line", "[notify][vectors]") {
+TEST_CASE("notify: V5 decodes to its documented fields", "[notify][vectors]") {
     const bytes in = from_hex(spoa::test::v5_hex);
     const frame f = decode_one(spoa::test::view(in));
     REQUIRE(f.type == frame_type::notify);
@@ -186,7 +186,7 @@ TEST_CASE("notify: round trip of every typed value including edge values", "[not
     CHECK(d.messages()[0].args[7].value.as_string().size() == 3);
 }
 
-TEST_CASE("ack: V6 and V7 decode to the spec's Decoded lines", "[ack][vectors]") {
+TEST_CASE("ack: V6 and V7 decode to their documented fields", "[ack][vectors]") {
     std::vector<action> actions;
     const bytes v6 = from_hex(spoa::test::v6_hex);
     const frame f6 = decode_one(spoa::test::view(v6));

@@ -1,5 +1,6 @@
 #pragma once
-// Shared helpers for the codec tests: hex conversion, the spop-spec §14.2 vectors, and small
+// Shared helpers for the codec tests: hex conversion, the example frames of
+// protocol/README.md §11.1, and small
 // wrappers that keep test bodies about behaviour rather than plumbing.
 
 #include <array>
@@ -77,14 +78,14 @@ inline bytes to_bytes(std::string_view s) {
     return bytes(s.begin(), s.end());
 }
 
-/// One golden vector of spop-spec §14.2 (full frame, length prefix included).
+/// One golden vector of protocol/README.md §11.1 (full frame, length prefix included).
 struct spec_vector {
     const char* name;
     const char* hex;
-    std::size_t total_size;  ///< "Total N bytes" in the spec
+    std::size_t total_size;  ///< "(N bytes)" in its heading
 };
 
-// Copied verbatim from spop-spec §14.2 (tests/fuzz/make_corpus.py extracts the same text).
+// The same hex as protocol/README.md §11.1 (tests/fuzz/make_corpus.py reads it from there).
 inline constexpr const char* v1_hex =
     "00 00 00 4e 01 00 00 00 01 00 00 12 73 75 70 70"
     "6f 72 74 65 64 2d 76 65 72 73 69 6f 6e 73 08 03"

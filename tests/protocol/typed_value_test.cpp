@@ -1,4 +1,4 @@
-// spop-spec §4: typed data, exact wire bytes for every type and edge value, both ways.
+// protocol/README.md §4: typed data, exact wire bytes for every type and edge value, both ways.
 
 #include <catch2/catch.hpp>
 #include <cstdint>
@@ -124,7 +124,7 @@ TEST_CASE("typed value: accessors of decoded edge values", "[typed_value]") {
     CHECK(v.type() == data_type::uint64);
     CHECK(v.as_uint64() == std::numeric_limits<std::uint64_t>::max());
 
-    // A negative INT32 travels as the 64-bit two's complement pattern (spop-spec §4).
+    // A negative INT32 travels as the 64-bit two's complement pattern (protocol/README.md §4).
     REQUIRE(decode("02 fb f0 fe fe fe fe fe fe fe 0e", v, storage) == error::none);
     CHECK(v.type() == data_type::int32);
     CHECK(v.as_int64() == -5);
@@ -158,7 +158,7 @@ TEST_CASE("typed value: BOOL is true only for flag nibble 1, flags of other type
         data_type type;
         bool boolean;
     };
-    // spop-spec §4 / §15.15: 0x11 true, 0x01 false, 0x31 false.
+    // protocol/README.md §4: 0x11 true, 0x01 false, 0x31 false.
     const row rows[] = {
         {"11", data_type::boolean, true},  {"01", data_type::boolean, false},
         {"31", data_type::boolean, false}, {"f1", data_type::boolean, false},

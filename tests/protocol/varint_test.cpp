@@ -1,4 +1,4 @@
-// spop-spec §3: the varint table, the size-class boundaries and the decoder's error cases.
+// protocol/README.md §3: the varint table, the size-class boundaries and the decoder's error cases.
 
 #include <catch2/catch.hpp>
 #include <cstdint>
@@ -22,7 +22,7 @@ struct varint_row {
     const char* hex;
 };
 
-// spop-spec §3 "Worked examples", every row.
+// protocol/README.md §3 "Worked examples", every row.
 const varint_row spec_table[] = {
     {0, "00"},
     {1, "01"},
@@ -44,7 +44,7 @@ const varint_row spec_table[] = {
 };
 
 // Largest value of each size class (n bytes: ff (ff)*(n-2) 7f) and the first of the next one
-// (f0 (80)*(n-1) 00), computed independently from the spec's layout table.
+// (f0 (80)*(n-1) 00), computed independently from the size table of §3.
 const varint_row class_boundaries[] = {
     {239, "ef"},
     {240, "f0 00"},
@@ -103,7 +103,7 @@ void check_both_ways(const varint_row& row) {
 
 }  // namespace
 
-TEST_CASE("varint: every row of the spec table, both ways", "[varint]") {
+TEST_CASE("varint: every row of the worked examples, both ways", "[varint]") {
     for (const varint_row& row : spec_table)
         check_both_ways(row);
 }
@@ -114,7 +114,7 @@ TEST_CASE("varint: size-class boundaries, both ways", "[varint]") {
     CHECK(varint_size(std::numeric_limits<std::uint64_t>::max()) == max_varint_size);
 }
 
-TEST_CASE("varint: worked decodes of spec §3", "[varint]") {
+TEST_CASE("varint: worked decodes of protocol/README.md §3", "[varint]") {
     // f0 80 00: 240 + (0x80 << 4) + (0 << 11) = 2288; fc f0 06: 252 + 3840 + 12288 = 16380.
     const bytes a = from_hex("f0 80 00");
     const bytes b = from_hex("fc f0 06");
@@ -166,7 +166,7 @@ TEST_CASE("varint: decoder errors", "[varint]") {
         {"continuation byte with nothing after it", "f0 80", error::truncated},
         {"nine continuation bytes, cut", "ff ff ff ff ff ff ff ff ff", error::truncated},
         // Ten bytes whose last one still has the continuation bit: an 11th byte would be
-        // needed, which the spec forbids (§3 "fail after 10 bytes").
+        // needed, which the decoder rules forbid (protocol/README.md §3).
         {"11-byte varint (f0 80*9 00)", "f0 80 80 80 80 80 80 80 80 80 00", error::varint_too_long},
         {"10 continuation bytes, cut", "ff ff ff ff ff ff ff ff ff ff", error::varint_too_long},
         {"11-byte all-ff", "ff ff ff ff ff ff ff ff ff ff ff", error::varint_too_long},
@@ -194,8 +194,8 @@ TEST_CASE("varint: 10-byte values near the top of the range", "[varint]") {
         error expected;
         std::uint64_t value;
     };
-    // Continuation bytes are added with their high bit (spop-spec §3), so with 0x80 bytes the
-    // sum reaches 2^64 already at a last byte of 0x0f: decoded in Python, 0e gives
+    // Continuation bytes are added with their high bit (protocol/README.md §3), so with 0x80 bytes
+    // the sum reaches 2^64 already at a last byte of 0x0f: decoded in Python, 0e gives
     // 0xf0204081020408f0 and 0f would be 0x1_00204081020408f0.
     const row rows[] = {
         {"f0 80 80 80 80 80 80 80 80 0e", error::none, 0xf0204081020408f0u},

@@ -42,7 +42,7 @@ struct agent_config {
     /// Loop threads; 0 = number of cores.
     unsigned threads = 0;
 
-    // Protocol (spop-spec §7, §9).
+    // Protocol (protocol/README.md §6, §8, §9).
     std::uint32_t max_frame_size = 16380;  ///< our cap, also before HELLO; [256, 2^24]
     bool pipelining = true;
     bool fragmentation = true;                       ///< announce and reassemble fragmented NOTIFYs

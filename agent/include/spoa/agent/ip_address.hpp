@@ -1,5 +1,5 @@
 #pragma once
-/// An IPv4 or IPv6 address in network byte order, as SPOP carries them (spop-spec §4).
+/// An IPv4 or IPv6 address in network byte order, as SPOP carries them (protocol/README.md §4).
 
 #include <array>
 #include <cstdint>

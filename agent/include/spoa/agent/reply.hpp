@@ -23,8 +23,9 @@ class deferral;
 }  // namespace detail
 
 /// Appends actions to the ACK being built. An action that would make the ACK larger than the
-/// negotiated max-frame-size is refused (HAProxy cannot receive a fragmented ACK, spop-spec
-/// §9.5); so is a name HAProxy would reject (only [A-Za-z0-9_.] allowed, spop-spec §5.3).
+/// negotiated max-frame-size is refused (HAProxy cannot receive a fragmented ACK,
+/// protocol/README.md §9); so is a name HAProxy would reject (only [A-Za-z0-9_.] allowed,
+/// protocol/README.md §5.3).
 /// Every setter returns false when it refused the action.
 class reply {
   public:

@@ -1,5 +1,5 @@
 #pragma once
-/// ACK payloads (spop-spec §5.3): set-var and unset-var actions with a scope.
+/// ACK payloads (protocol/README.md §5.3): set-var and unset-var actions with a scope.
 
 #include <cstdint>
 #include <span>
@@ -55,7 +55,7 @@ struct action {
 [[nodiscard]] error decode_actions(bytes_view payload, std::vector<action>& out);
 
 /// Writes one ACK frame (always FIN, never fragmented: HAProxy refuses fragmented ACKs,
-/// spop-spec §9.5) and keeps it within the negotiated max-frame-size by refusing any action
+/// protocol/README.md §9) and keeps it within the negotiated max-frame-size by refusing any action
 /// that would not fit, so what was already written stays a valid frame.
 class ack_writer {
   public:

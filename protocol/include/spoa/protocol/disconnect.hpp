@@ -1,5 +1,5 @@
 #pragma once
-/// DISCONNECT frames (spop-spec §8): status-code and message.
+/// DISCONNECT frames (protocol/README.md §7): status-code and message.
 
 #include <cstdint>
 #include <string_view>
@@ -12,7 +12,7 @@
 
 namespace spoa::protocol {
 
-/// HAProxy 2.6 ignores an AGENT-DISCONNECT whose message is longer (spop-spec §8.1).
+/// HAProxy 2.6 ignores an AGENT-DISCONNECT whose message is longer (protocol/README.md §7.1).
 inline constexpr std::size_t max_disconnect_message = 255;
 
 struct disconnect_info {

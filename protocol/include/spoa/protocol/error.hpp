@@ -2,7 +2,7 @@
 /// Internal decode/validation errors and their mapping onto SPOP status codes.
 ///
 /// Every error here is fatal for the connection that produced it: the agent answers with an
-/// AGENT-DISCONNECT carrying `to_status(error)` and closes (spop-spec §8.1).
+/// AGENT-DISCONNECT carrying `to_status(error)` and closes (protocol/README.md §7.1).
 
 #include <cstdint>
 #include <string_view>
@@ -18,7 +18,7 @@ enum class error : std::uint8_t {
     varint_overflow,     ///< value above 2^64-1
     frame_too_short,     ///< LEN below the 7-byte minimum
     frame_too_big,       ///< LEN above the caller's limit
-    unknown_frame_type,  ///< type byte not in spop-spec §6
+    unknown_frame_type,  ///< type byte not in protocol/README.md §2
     bad_flags,           ///< ABORT without FIN
     nonzero_ids,         ///< HELLO/DISCONNECT with stream-id or frame-id != 0
     unexpected_frame,    ///< frame type not allowed in the current state
@@ -39,7 +39,7 @@ enum class error : std::uint8_t {
     message_too_long,        ///< DISCONNECT message above 255 bytes
 };
 
-/// The SPOP status the agent sends when it hits `e` (spop-spec §8.2).
+/// The SPOP status the agent sends when it hits `e` (protocol/README.md §7.2).
 [[nodiscard]] status_code to_status(error e) noexcept;
 
 /// A short, stable description for logs.

@@ -1,6 +1,6 @@
 #pragma once
-/// Reassembly of fragmented NOTIFY payloads (spop-spec §9.5): a NOTIFY without FIN opens a
-/// fragment, UNSET frames with the same ids continue it, FIN ends it, FIN|ABORT drops it.
+/// Reassembly of fragmented NOTIFY payloads (protocol/README.md §9): a NOTIFY without FIN
+/// opens a fragment, UNSET frames with the same ids continue it, FIN ends it, FIN|ABORT drops it.
 
 #include <cstddef>
 #include <cstdint>

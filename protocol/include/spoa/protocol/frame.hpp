@@ -1,5 +1,5 @@
 #pragma once
-/// SPOP frames (spop-spec §2, §6): [LEN:u32 BE][TYPE:u8][FLAGS:u32
+/// SPOP frames (protocol/README.md §2): [LEN:u32 BE][TYPE:u8][FLAGS:u32
 /// BE][STREAM-ID][FRAME-ID][PAYLOAD].
 
 #include <cstddef>

@@ -1,5 +1,5 @@
 #pragma once
-/// The SPOP handshake as pure functions (spop-spec §7): parse HAPROXY-HELLO, decide the
+/// The SPOP handshake as pure functions (protocol/README.md §6): parse HAPROXY-HELLO, decide the
 /// AGENT-HELLO or the refusal status, encode the reply.
 
 #include <cstdint>
@@ -60,7 +60,7 @@ struct negotiation {
 
 /// Decides the reply: version 2.0; max-frame-size = min(ours, theirs), refused (status 9) when
 /// theirs is below 256; pipelining/async only when both sides want them; fragmentation whenever
-/// we accept it (it is asymmetric, spop-spec §9.5).
+/// we accept it (it is asymmetric, protocol/README.md §9).
 [[nodiscard]] negotiation negotiate(const haproxy_hello& hello,
                                     const agent_capabilities& ours) noexcept;
 

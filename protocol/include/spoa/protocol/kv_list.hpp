@@ -1,6 +1,6 @@
 #pragma once
-/// KV-LIST payloads of HELLO and DISCONNECT frames (spop-spec §5.1): { key, typed-data }* up to
-/// the end of the frame, with no count prefix.
+/// KV-LIST payloads of HELLO and DISCONNECT frames (protocol/README.md §5.1): { key, typed-data }*
+/// up to the end of the frame, with no count prefix.
 
 #include <string_view>
 

@@ -1,5 +1,6 @@
 #pragma once
-/// NOTIFY payloads (spop-spec §5.2): { name, nb-args:u8, { arg-name, typed-data }*nb-args }*.
+/// NOTIFY payloads (protocol/README.md §5.2):
+/// { name, nb-args:u8, { arg-name, typed-data }*nb-args }*.
 ///
 /// `notify_decoder` decodes a whole payload into flat arrays it keeps between calls, so a
 /// connection that reuses one decoder stops allocating after the first frames. Everything it
@@ -34,7 +35,7 @@ class notify_decoder {
     notify_decoder();
 
     /// Decodes `payload`; on error nothing from this payload is exposed. An empty payload is a
-    /// valid NOTIFY with no message (HAProxy 3.1 to 3.3-dev6 send them, spop-spec §9.6).
+    /// valid NOTIFY with no message (HAProxy 3.1 to 3.3-dev6 send them, protocol/README.md §10).
     /// Errors: truncated (a name, count or argument runs past the end), varint_*,
     /// reserved_data_type.
     [[nodiscard]] error decode(bytes_view payload);

@@ -1,5 +1,6 @@
 #pragma once
-/// SPOP wire status codes carried by HAPROXY-DISCONNECT / AGENT-DISCONNECT (spop-spec §8.2).
+/// SPOP wire status codes carried by HAPROXY-DISCONNECT / AGENT-DISCONNECT
+/// (protocol/README.md §7.2).
 
 #include <cstdint>
 #include <string_view>

@@ -1,5 +1,5 @@
 #pragma once
-/// SPOP typed data (spop-spec §4): a type nibble, a flag nibble (BOOL only) and the value.
+/// SPOP typed data (protocol/README.md §4): a type nibble, a flag nibble (BOOL only) and the value.
 ///
 /// A decoded STRING/BINARY is a view into the input it was decoded from: it is valid only as long
 /// as that input is. Integers keep their 64-bit wire pattern, so INT64 min and UINT64 max
@@ -138,7 +138,7 @@ class typed_value {
 /// Errors: truncated, varint_*, reserved_data_type.
 [[nodiscard]] error decode_typed_value(byte_reader& in, typed_value& out) noexcept;
 
-/// Appends the wire form of `value` (flags nibble 0 except BOOL, spop-spec §4).
+/// Appends the wire form of `value` (flags nibble 0 except BOOL, protocol/README.md §4).
 void encode_typed_value(byte_buffer& out, const typed_value& value);
 
 /// Bytes `encode_typed_value` would append.

@@ -1,6 +1,6 @@
 #pragma once
-/// SPOP variable-length integers (spop-spec §3). Not LEB128: the first byte carries 4 bits once
-/// the value reaches 240, and continuation bytes are added with their high bit set.
+/// SPOP variable-length integers (protocol/README.md §3). Not LEB128: the first byte carries 4 bits
+/// once the value reaches 240, and continuation bytes are added with their high bit set.
 
 #include <cstddef>
 #include <cstdint>
@@ -57,11 +57,11 @@ inline std::size_t encode_varint(std::uint64_t value, std::uint8_t* out) noexcep
         if (i == max_varint_size) return error::varint_too_long;
         if (p + i == end) return error::truncated;
         const std::uint64_t b = p[i];
-        // A 10th byte that still says "more follows" asks for an 11th: too long (spop-spec §3),
-        // judged before the overflow test below, which would otherwise always claim it.
+        // A 10th byte that still says "more follows" asks for an 11th: too long (protocol/README.md
+        // §3), judged before the overflow test below, which would otherwise always claim it.
         if (i == max_varint_size - 1 && b >= 128) return error::varint_too_long;
         // The 10th byte is added at shift 60: only values whose shifted form fits 64 bits and
-        // whose sum does not wrap are valid (spop-spec §3 decoder requirements).
+        // whose sum does not wrap are valid (protocol/README.md §3, decoder rules).
         if (shift >= 64 || (shift > 0 && (b >> (64 - shift)) != 0)) return error::varint_overflow;
         const std::uint64_t add = b << shift;
         if (v + add < v) return error::varint_overflow;

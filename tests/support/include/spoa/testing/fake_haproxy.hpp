@@ -90,11 +90,11 @@ struct hello_options {
     std::optional<std::string> engine_id = "8e6a5d2c-1f3b-4c7d-9a0e-2b4f6d8c0a1e";
     bool healthcheck = false;
 
-    /// HAProxy 2.6 defaults (spop-spec §14 V2): "pipelining,async".
+    /// HAProxy 2.6 defaults (example V2, protocol/README.md §11): "pipelining,async".
     [[nodiscard]] static hello_options v2_6();
-    /// HAProxy 3.1+ defaults (spop-spec §14 V3): "pipelining".
+    /// HAProxy 3.1+ defaults (example V3, protocol/README.md §11): "pipelining".
     [[nodiscard]] static hello_options v3();
-    /// The health-check HELLO (spop-spec §14 V1 bytes exactly).
+    /// The health-check HELLO (example V1 of protocol/README.md §11, bytes exactly).
     [[nodiscard]] static hello_options healthcheck_hello();
 };
 
@@ -164,7 +164,7 @@ class fake_haproxy {
                                 std::span<const std::size_t> chunks);
     void send_unset(std::uint64_t stream_id, std::uint64_t frame_id,
                     std::span<const std::uint8_t> payload, std::uint32_t flags);
-    /// UNSET with FIN|ABORT and an empty payload (HAProxy's cancel, spop-spec §9.5).
+    /// UNSET with FIN|ABORT and an empty payload (HAProxy's cancel, protocol/README.md §9).
     void send_abort(std::uint64_t stream_id, std::uint64_t frame_id);
     void send_disconnect(std::uint32_t status, std::string_view message);
 
