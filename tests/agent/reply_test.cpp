@@ -3,10 +3,24 @@
 
 #include <catch2/catch.hpp>
 
+#include <type_traits>
+
+#include "spoa/agent/message.hpp"
 #include "spoa/agent/reply.hpp"
 #include "spoa/protocol/action.hpp"
 
 using namespace spoa;
+
+// What the types say about their lifetime, checked where users would break it: a message views
+// the frame being handled, so `[msg]` in a lambda that outlives the handler must not compile;
+// replies that write into the agent's frames are made by the agent only.
+static_assert(!std::is_copy_constructible_v<message> && !std::is_move_constructible_v<message>);
+static_assert(!std::is_copy_assignable_v<message>);
+static_assert(!std::is_constructible_v<async_reply, detail::async_state*>);
+static_assert(
+    !std::is_constructible_v<reply, protocol::byte_buffer&, std::size_t, detail::deferral*>);
+static_assert(std::is_constructible_v<reply, protocol::byte_buffer&, std::size_t>);
+static_assert(std::is_move_constructible_v<async_reply>);
 
 namespace {
 

@@ -1,8 +1,11 @@
 #pragma once
 /// The read-only view of one SPOE message that a handler receives.
 ///
-/// Lifetime: names, strings and binaries view the connection's read buffer. They are valid only
-/// during the handler call; an async handler copies what it needs before returning.
+/// Lifetime: a message and everything it returns (names, strings, binaries) view the
+/// connection's read buffer and the frame being handled. They are valid only during the handler
+/// call; an async handler copies the values it needs (std::string, ip_address...) before
+/// returning. The type is neither copyable nor movable, so a message captured by value in a
+/// lambda that outlives the call does not compile.
 
 #include <cstdint>
 #include <optional>
@@ -43,6 +46,8 @@ class message {
   public:
     message(const protocol::message_view& view, const message_origin& origin) noexcept
         : view_(view), origin_(origin) {}
+    message(const message&) = delete;
+    message& operator=(const message&) = delete;
 
     [[nodiscard]] std::string_view name() const noexcept { return view_.name; }
     [[nodiscard]] std::size_t size() const noexcept { return view_.args.size(); }

@@ -20,6 +20,7 @@ class async_reply;
 namespace detail {
 class async_state;
 class deferral;
+class worker;
 }  // namespace detail
 
 /// Appends actions to the ACK being built. An action that would make the ACK larger than the
@@ -29,10 +30,9 @@ class deferral;
 /// Every setter returns false when it refused the action.
 class reply {
   public:
+    /// A reply writing into `out` until it holds `limit` bytes (e.g. to test a handler alone);
+    /// such a reply cannot defer().
     reply(protocol::byte_buffer& out, std::size_t limit) noexcept : out_(&out), limit_(limit) {}
-    /// A reply whose handler may defer() (the agent gives these to sync handlers).
-    reply(protocol::byte_buffer& out, std::size_t limit, detail::deferral* deferral) noexcept
-        : out_(&out), limit_(limit), deferral_(deferral) {}
     reply(const reply&) = delete;
     reply& operator=(const reply&) = delete;
 
@@ -76,12 +76,17 @@ class reply {
 
   protected:
     reply() noexcept = default;
+    /// A reply whose handler may defer(): only the agent makes these, for sync handlers.
+    reply(protocol::byte_buffer& out, std::size_t limit, detail::deferral* deferral) noexcept
+        : out_(&out), limit_(limit), deferral_(deferral) {}
     void rebind(protocol::byte_buffer* out, std::size_t limit) noexcept {
         out_ = out;
         limit_ = limit;
     }
 
   private:
+    friend class detail::worker;
+
     protocol::byte_buffer* out_ = nullptr;
     std::size_t limit_ = 0;  ///< the buffer may not grow past this size
     std::size_t count_ = 0;
@@ -95,7 +100,6 @@ class reply {
 /// Destroying an async_reply without calling done() completes it with what it holds.
 class async_reply : public reply {
   public:
-    explicit async_reply(detail::async_state* state) noexcept;
     async_reply(async_reply&& other) noexcept;
     async_reply& operator=(async_reply&&) = delete;
     ~async_reply();
@@ -108,6 +112,11 @@ class async_reply : public reply {
     [[nodiscard]] bool abandoned() const noexcept;
 
   private:
+    // Only the agent makes them, around its own completion state.
+    friend class reply;
+    friend class detail::worker;
+    explicit async_reply(detail::async_state* state) noexcept;
+
     detail::async_state* state_ = nullptr;
 };
 
