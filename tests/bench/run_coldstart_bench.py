@@ -60,6 +60,11 @@ import tempfile
 import time
 import urllib.request
 
+# The decoding side of SPOP (varints, typed data) is the e2e harness's.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                "e2e"))
+from harness import decode_typed, decode_varint  # noqa: E402
+
 # ---------------------------------------------------------------------------------------------
 # SPOP codec (the few frames a client needs)
 
@@ -82,21 +87,6 @@ def varint(v):
     return bytes(out)
 
 
-def read_varint(buf, off):
-    b = buf[off]
-    off += 1
-    if b < 240:
-        return b, off
-    v, shift = b, 4
-    while True:
-        b = buf[off]
-        off += 1
-        v += b << shift
-        shift += 7
-        if b < 128:
-            return v, off
-
-
 def string(s):
     data = s.encode() if isinstance(s, str) else s
     return varint(len(data)) + data
@@ -115,27 +105,9 @@ def typed_uint32(v):
 
 
 def read_typed(buf, off):
-    t = buf[off] & 0x0F
-    flags = buf[off] >> 4
-    off += 1
-    if t == T_NULL:
-        return None, off
-    if t == T_BOOL:
-        return bool(flags & 1), off
-    if t in (T_INT32, T_INT64):
-        v, off = read_varint(buf, off)
-        return (v - (1 << 64) if v >= 1 << 63 else v), off
-    if t in (T_UINT32, T_UINT64):
-        return read_varint(buf, off)
-    if t == T_IPV4:
-        return socket.inet_ntop(socket.AF_INET, bytes(buf[off:off + 4])), off + 4
-    if t == T_IPV6:
-        return socket.inet_ntop(socket.AF_INET6, bytes(buf[off:off + 16])), off + 16
-    if t in (T_STR, T_BIN):
-        n, off = read_varint(buf, off)
-        data = bytes(buf[off:off + n])
-        return (data.decode() if t == T_STR else data), off + n
-    raise ValueError(f"reserved data type {t}")
+    """A typed value as the bench uses it: strings decoded, other types as the harness gives."""
+    (kind, value), off = decode_typed(buf, off)
+    return (value.decode() if kind == "str" else value), off
 
 
 def frame(ftype, sid, fid, payload):
@@ -164,7 +136,7 @@ def parse_actions(payload):
         off += 2
         scope = payload[off]
         off += 1
-        n, off = read_varint(payload, off)
+        n, off = decode_varint(payload, off)
         name = bytes(payload[off:off + n]).decode()
         off += n
         if atype == 1 and nargs == 3:
@@ -202,8 +174,8 @@ class SpopClient(asyncio.Protocol):
             del self.buf[:4 + n]
             ftype = body[0]
             off = 5
-            sid, off = read_varint(body, off)
-            fid, off = read_varint(body, off)
+            sid, off = decode_varint(body, off)
+            fid, off = decode_varint(body, off)
             payload = body[off:]
             if ftype == AGENT_HELLO:
                 self.hello.set_result(True)

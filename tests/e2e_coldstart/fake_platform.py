@@ -20,8 +20,9 @@
         Backends are child processes (this script in `backend` mode) that die with the platform.
 
     fake_platform.py backend --port P --name NAME [--delay-ms N]
-        An HTTP/1.1 backend (asyncio, backlog 4096) that starts listening N ms after it started
-        and answers every request with "backend=NAME\\nhost=...\\npath=...\\n". It prints one
+        An HTTP/1.1 backend (asyncio, backlog 4096; tests/e2e/http_backend.py, shared with the
+        routing tests' servers.py) that starts listening N ms after it started and answers every
+        request with "backend=NAME\\nhost=...\\npath=...\\n". It prints one
         JSON line per event on stdout: {"event": "listening", "mono": ..., "wall": ...} (taken
         right after listen(), CLOCK_MONOTONIC and wall clock) and {"event": "first_accept", ...}
         for its first accepted connection.
@@ -42,7 +43,6 @@ import os
 import queue
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -50,10 +50,9 @@ import time
 import urllib.parse
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                "e2e_routing"))
-from servers import read_request  # noqa: E402
+                                "e2e"))
+from http_backend import echo_body, serve, serve_http  # noqa: E402
 
-BACKLOG = 4096
 SETPRIV = shutil.which("setpriv")
 
 
@@ -82,63 +81,35 @@ class Backend:
         self.health_log.append(c)
         return (200, b"ok\n") if c == "O" else (503, b"down\n")
 
+    def respond(self, method, target, headers, data):
+        url = urllib.parse.urlsplit(target)
+        if url.path == "/healthz":
+            status, body = self.health_answer()
+            return status, "text/plain", body
+        if url.path == "/_control/health":
+            q = urllib.parse.parse_qs(url.query)
+            self.script = data.decode().strip()
+            self.hold = q.get("hold", [self.hold])[0]
+            return 200, "text/plain", b"ok\n"
+        if url.path == "/_control/stats":
+            return 200, "application/json", json.dumps({
+                "requests": self.requests, "health": "".join(self.health_log),
+                "script_left": self.script}).encode()
+        self.requests += 1
+        return 200, "text/plain", echo_body(self.name, method, target, headers)
+
     async def conn(self, reader, writer):
         if not self.first_accept:
             self.first_accept = True
             emit(event="first_accept", mono=time.monotonic(), wall=time.time())
-        try:
-            while True:
-                method, target, version, headers, data = await read_request(reader)
-                status, ctype = 200, "text/plain"
-                url = urllib.parse.urlsplit(target)
-                if url.path == "/healthz":
-                    status, body = self.health_answer()
-                elif url.path == "/_control/health":
-                    q = urllib.parse.parse_qs(url.query)
-                    self.script = data.decode().strip()
-                    self.hold = q.get("hold", [self.hold])[0]
-                    body = b"ok\n"
-                elif url.path == "/_control/stats":
-                    ctype = "application/json"
-                    body = json.dumps({"requests": self.requests,
-                                       "health": "".join(self.health_log),
-                                       "script_left": self.script}).encode()
-                else:
-                    self.requests += 1
-                    body = (f"backend={self.name}\nhost={headers.get('host', '')}\n"
-                            f"path={target}\nmethod={method}\n").encode()
-                keep = version == "HTTP/1.1" and headers.get("connection", "").lower() != "close"
-                reason = {200: "OK", 503: "Service Unavailable"}.get(status, "X")
-                writer.write(
-                    f"HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\n"
-                    f"Content-Length: {len(body)}\r\nX-Backend: {self.name}\r\n"
-                    f"Connection: {'keep-alive' if keep else 'close'}\r\n\r\n".encode() + body)
-                await writer.drain()
-                if not keep:
-                    break
-        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
-            pass
-        finally:
-            writer.close()
+        await serve_http(reader, writer, self.name, self.respond)
 
 
 async def run_backend(args):
     if args.delay_ms:
         await asyncio.sleep(args.delay_ms / 1000)
-    b = Backend(args.name)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", args.port))
-    sock.listen(BACKLOG)
-    emit(event="listening", mono=time.monotonic(), wall=time.time(), port=args.port)
-    server = await asyncio.start_server(b.conn, sock=sock, backlog=BACKLOG)
-    print(f"ready {args.port}", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    async with server:
-        await stop.wait()
+    await serve(Backend(args.name).conn, args.port, on_listen=lambda: emit(
+        event="listening", mono=time.monotonic(), wall=time.time(), port=args.port))
 
 
 # ---------------------------------------------------------------------------------------------

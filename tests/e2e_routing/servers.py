@@ -9,52 +9,26 @@
                                                       greeting naming NAME on connect, then
                                                       echoes what it reads
 
-Each prints "ready <port>" once listening. Listen backlog 4096 so that a burst of connections
-(the single-flight test) is not dropped by a short accept queue.
+Each prints "ready <port>" once listening. The HTTP side and the listen / ready / stop loop
+(backlog 4096, so that a burst of connections in the single-flight test is not dropped by a short
+accept queue) are tests/e2e/http_backend.py, shared with the cold-start fake platform.
 """
 
 import argparse
 import asyncio
 import os
-import signal
+import sys
 
-BACKLOG = 4096
-
-
-async def read_request(reader):
-    """One HTTP/1.x request: (method, target, version, headers with lower-case names, body).
-    Raises asyncio.IncompleteReadError at EOF. Also used by the cold-start fake platform."""
-    head = await reader.readuntil(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    method, target, version = (lines[0].split(" ") + ["", "", ""])[:3]
-    headers = {}
-    for line in lines[1:]:
-        if ":" in line:
-            k, v = line.split(":", 1)
-            headers[k.strip().lower()] = v.strip()
-    length = int(headers.get("content-length", "0") or 0)
-    body = await reader.readexactly(length) if length else b""
-    return method, target, version, headers, body
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                "e2e"))
+from http_backend import echo_body, serve, serve_http  # noqa: E402
 
 
 async def http_conn(reader, writer, name):
-    try:
-        while True:
-            method, target, version, headers, _ = await read_request(reader)
-            body = (f"backend={name}\nhost={headers.get('host', '')}\npath={target}\n"
-                    f"method={method}\n").encode()
-            keep = version == "HTTP/1.1" and headers.get("connection", "").lower() != "close"
-            writer.write(
-                f"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {len(body)}\r\n"
-                f"X-Backend: {name}\r\nConnection: {'keep-alive' if keep else 'close'}\r\n\r\n"
-                .encode() + body)
-            await writer.drain()
-            if not keep:
-                break
-    except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
-        pass
-    finally:
-        writer.close()
+    def respond(method, target, headers, _body):
+        return 200, "text/plain", echo_body(name, method, target, headers)
+
+    await serve_http(reader, writer, name, respond)
 
 
 class SmtpSink:
@@ -155,15 +129,7 @@ async def main():
         handler = SmtpSink(args.name, args.spool).conn
     else:
         handler = lambda r, w: greet_conn(r, w, args.name)  # noqa: E731
-    server = await asyncio.start_server(handler, args.host, args.port, backlog=BACKLOG,
-                                        reuse_address=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    print(f"ready {args.port}", flush=True)
-    await stop.wait()
-    server.close()
+    await serve(handler, args.port, args.host)
 
 
 if __name__ == "__main__":
