@@ -96,7 +96,6 @@ void runtime::start() {
     ctx.session.capabilities.async = false;  // ACKs always go back on the NOTIFY's connection
     ctx.session.capabilities.fragmentation = config.fragmentation;
     ctx.session.max_reassembled_size = config.max_reassembled_size;
-    ctx.session.refuse_healthchecks = &ctx.draining;
 
     // The workers exist (not yet running) before the admin thread starts: it reads `workers`
     // for /metrics as soon as it serves, and the vector is never resized after this.

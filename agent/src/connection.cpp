@@ -11,6 +11,9 @@
 #include "worker.hpp"
 
 namespace spoa::detail {
+
+using protocol::session;
+
 namespace {
 
 std::string describe_peer(uv_tcp_t* tcp) {
@@ -78,6 +81,10 @@ void connection::on_notify(std::uint64_t stream_id, std::uint64_t frame_id,
 bool connection::paused() const noexcept {
     const auto& cfg = *worker_.ctx().config;
     return inflight_ >= cfg.max_inflight_per_connection || queued_bytes() >= cfg.write_high_water;
+}
+
+bool connection::refuse_healthcheck() const noexcept {
+    return worker_.ctx().draining.load(std::memory_order_relaxed);
 }
 
 std::size_t connection::queued_bytes() const noexcept {

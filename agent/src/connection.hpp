@@ -1,5 +1,5 @@
 #pragma once
-// One accepted SPOP connection: libuv I/O around a session.
+// One accepted SPOP connection: libuv I/O around a protocol::session.
 //
 // Lifetime (uvw style): a connection is created by its worker on accept, never copied or moved,
 // and deletes itself in libuv's close callback. Reading decodes in place from the worker's
@@ -12,14 +12,14 @@
 
 #include "intrusive_list.hpp"
 #include "pending_frame.hpp"
-#include "session.hpp"
 #include "spoa/protocol/byte_buffer.hpp"
+#include "spoa/protocol/session.hpp"
 
 namespace spoa::detail {
 
 class worker;
 
-class connection final : public session_host {
+class connection final : public protocol::session_host {
   public:
     enum class transport : std::uint8_t { tcp, unix_socket };
 
@@ -35,10 +35,12 @@ class connection final : public session_host {
     void on_notify(std::uint64_t stream_id, std::uint64_t frame_id,
                    protocol::bytes_view payload) override;
     [[nodiscard]] bool paused() const noexcept override;
+    /// While the agent drains (shared_context::draining), health checks are refused.
+    [[nodiscard]] bool refuse_healthcheck() const noexcept override;
 
     [[nodiscard]] std::uint64_t id() const noexcept { return id_; }
     [[nodiscard]] const std::string& peer() const noexcept { return peer_; }
-    [[nodiscard]] session& sess() noexcept { return session_; }
+    [[nodiscard]] protocol::session& sess() noexcept { return session_; }
     [[nodiscard]] protocol::byte_buffer& out() noexcept { return out_; }
     [[nodiscard]] std::size_t inflight() const noexcept { return inflight_; }
     [[nodiscard]] bool closed() const noexcept { return closed_; }
@@ -96,7 +98,7 @@ class connection final : public session_host {
     transport transport_;
     std::uint64_t id_;
     std::string peer_;
-    session session_;
+    protocol::session session_;
     protocol::byte_buffer out_;      ///< frames produced since the last flush
     protocol::byte_buffer writing_;  ///< frames handed to uv_write
     protocol::byte_buffer partial_;  ///< an incomplete frame carried over to the next read

@@ -18,9 +18,9 @@
 #include "intrusive_list.hpp"
 #include "log_limiter.hpp"
 #include "pending_frame.hpp"
-#include "session.hpp"
 #include "spoa/agent/config.hpp"
 #include "spoa/protocol/notify.hpp"
+#include "spoa/protocol/session.hpp"
 #include "worker_stats.hpp"
 
 namespace spdlog {
@@ -38,7 +38,7 @@ struct listener_socket {
 struct shared_context {
     const agent_config* config = nullptr;
     const handler_table* handlers = nullptr;
-    session_settings session;
+    protocol::session_settings session;
     spdlog::logger* log = nullptr;
     std::atomic<std::size_t> connections{0};
     std::atomic<std::uint64_t> next_connection_id{1};

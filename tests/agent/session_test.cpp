@@ -1,6 +1,8 @@
-// The I/O-free SPOP session state machine (agent/src/session.hpp), driven without sockets.
+// The I/O-free SPOP session state machine (spoa/protocol/session.hpp) the agent's connections
+// drive, without sockets, with the agent tests' frame helpers. tests/protocol/session_test.cpp
+// covers it on its own.
 
-#include "session.hpp"
+#include "spoa/protocol/session.hpp"
 #include "agent_test_util.hpp"
 #include "spoa/protocol/disconnect.hpp"
 #include "spoa/protocol/kv_list.hpp"
@@ -8,9 +10,9 @@
 namespace spoa::testing {
 namespace {
 
-using detail::session;
+using protocol::session;
 
-class recording_host final : public detail::session_host {
+class recording_host final : public protocol::session_host {
   public:
     struct notify {
         std::uint64_t stream_id;
@@ -51,7 +53,7 @@ std::vector<received_frame> frames_of(const protocol::byte_buffer& out) {
 }
 
 struct fixture {
-    detail::session_settings settings;
+    protocol::session_settings settings;
     recording_host host;
     protocol::byte_buffer out;
     session s{settings, host, out};

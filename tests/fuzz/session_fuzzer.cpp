@@ -1,4 +1,4 @@
-// libFuzzer target for the connection state machine (agent/src/session.*), without sockets:
+// libFuzzer target for the connection state machine (spoa/protocol/session.hpp), without sockets:
 // bytes from "HAProxy" are fed in fuzzer-chosen chunks exactly as connection.cpp does (keeping
 // an unconsumed tail), NOTIFYs are answered like the agent's fast path, backpressure pauses
 // come and go, and every byte the session writes is checked:
@@ -15,21 +15,21 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "session.hpp"
 #include "spoa/protocol/action.hpp"
 #include "spoa/protocol/notify.hpp"
+#include "spoa/protocol/session.hpp"
 
 namespace {
 
 using namespace spoa;
-using spoa::detail::session;
+using spoa::protocol::session;
 
 [[noreturn]] void fail(const char* why) {
     (void)why;
     std::abort();
 }
 
-struct host final : detail::session_host {
+struct host final : protocol::session_host {
     protocol::byte_buffer& out;
     session* s = nullptr;
     protocol::notify_decoder decoder;
@@ -98,7 +98,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (size == 0) return 0;
     const std::uint8_t control = data[0];
     const std::size_t chunk = 1 + (control & 0x0F) * 7;
-    detail::session_settings settings;
+    protocol::session_settings settings;
     settings.capabilities.fragmentation = (control & 0x10) != 0;
     settings.capabilities.max_frame_size = (control & 0x20) ? 256 : 16380;
     settings.max_reassembled_size = (control & 0x80) ? 300 : 1024 * 1024;

@@ -1,25 +1,21 @@
-#include "session.hpp"
+#include "spoa/protocol/session.hpp"
 
 #include "spoa/protocol/disconnect.hpp"
 
-namespace spoa::detail {
+namespace spoa::protocol {
 
-using protocol::error;
-using protocol::frame;
-using protocol::frame_type;
-
-std::size_t session::feed(protocol::bytes_view input) {
+std::size_t session::feed(bytes_view input) {
     std::size_t consumed = 0;
     needed_ = 0;
     while (state_ != state::closing && consumed < input.size()) {
         if (state_ == state::running && host_.paused()) break;
         frame f;
-        const auto r = protocol::decode_frame(input.subspan(consumed), frame_limit(), f);
-        if (r.status == protocol::decode_status::need_more) {
+        const auto r = decode_frame(input.subspan(consumed), frame_limit(), f);
+        if (r.status == decode_status::need_more) {
             needed_ = r.size;
             break;
         }
-        if (r.status == protocol::decode_status::error) {
+        if (r.status == decode_status::error) {
             fail(r.err);
             break;
         }
@@ -58,26 +54,25 @@ void session::handle_hello(const frame& f) {
         fail(error::fragmentation_not_supported);
         return;
     }
-    protocol::haproxy_hello hello;
-    if (const error e = protocol::parse_haproxy_hello(f.payload, hello); e != error::none) {
+    haproxy_hello hello;
+    if (const error e = parse_haproxy_hello(f.payload, hello); e != error::none) {
         fail(e);
         return;
     }
-    negotiated_ = protocol::negotiate(hello, settings_.capabilities);
+    negotiated_ = negotiate(hello, settings_.capabilities);
     if (!negotiated_.accepted()) {
         error_ = negotiated_.refusal;
-        disconnect(protocol::to_status(negotiated_.refusal),
-                   protocol::to_string(negotiated_.refusal), close_reason::refused);
+        disconnect(to_status(negotiated_.refusal), to_string(negotiated_.refusal),
+                   close_reason::refused);
         return;
     }
     engine_id_.assign(hello.engine_id);
-    if (hello.healthcheck && settings_.refuse_healthchecks != nullptr &&
-        settings_.refuse_healthchecks->load(std::memory_order_relaxed)) {
+    if (hello.healthcheck && host_.refuse_healthcheck()) {
         // Draining: fail HAProxy's check so that it stops sending new work here.
-        disconnect(protocol::status_code::normal, "agent is draining", close_reason::local);
+        disconnect(status_code::normal, "agent is draining", close_reason::local);
         return;
     }
-    protocol::encode_agent_hello(out_, negotiated_);
+    encode_agent_hello(out_, negotiated_);
     if (hello.healthcheck) {
         // protocol/README.md §6.3: answer the check, then close; no DISCONNECT exchange needed.
         state_ = state::closing;
@@ -130,41 +125,41 @@ void session::handle_running(const frame& f) {
 
 void session::feed_fragment(const frame& f) {
     if (!assembler_) {
-        assembler_ = std::make_unique<protocol::fragment_assembler>(settings_.max_reassembled_size);
+        assembler_ = std::make_unique<fragment_assembler>(settings_.max_reassembled_size);
     }
     const auto r = assembler_->feed(f);
     switch (r.what) {
-        case protocol::fragment_assembler::outcome::pending:
+        case fragment_assembler::outcome::pending:
             return;
-        case protocol::fragment_assembler::outcome::complete:
+        case fragment_assembler::outcome::complete:
             host_.on_notify(assembler_->stream_id(), assembler_->frame_id(), assembler_->payload());
             return;
-        case protocol::fragment_assembler::outcome::aborted:
+        case fragment_assembler::outcome::aborted:
             // protocol/README.md §9: HAProxy cancelled the frame; no ACK is expected.
             ++aborted_fragments_;
             return;
-        case protocol::fragment_assembler::outcome::failed:
+        case fragment_assembler::outcome::failed:
             fail(r.err);
             return;
     }
 }
 
 void session::handle_peer_disconnect(const frame& f) {
-    protocol::disconnect_info info;
-    if (protocol::parse_disconnect(f.payload, info) == error::none) {
+    disconnect_info info;
+    if (parse_disconnect(f.payload, info) == error::none) {
         peer_status_ = info.status;
         peer_message_.assign(info.message);
     } else {
-        peer_status_ = static_cast<std::uint32_t>(protocol::status_code::unknown);
+        peer_status_ = static_cast<std::uint32_t>(status_code::unknown);
         peer_message_ = "unparsable HAPROXY-DISCONNECT";
     }
     // protocol/README.md §7.1: answer with AGENT-DISCONNECT, then close.
-    disconnect(protocol::status_code::normal, {}, close_reason::peer_disconnect);
+    disconnect(status_code::normal, {}, close_reason::peer_disconnect);
 }
 
-void session::disconnect(protocol::status_code status, std::string_view message, close_reason why) {
+void session::disconnect(status_code status, std::string_view message, close_reason why) {
     if (state_ == state::closing) return;
-    protocol::encode_disconnect(out_, frame_type::agent_disconnect, status, message);
+    encode_disconnect(out_, frame_type::agent_disconnect, status, message);
     sent_status_ = status;
     state_ = state::closing;
     reason_ = why;
@@ -173,7 +168,7 @@ void session::disconnect(protocol::status_code status, std::string_view message,
 void session::fail(error e) {
     if (state_ == state::closing) return;
     error_ = e;
-    disconnect(protocol::to_status(e), protocol::to_string(e), close_reason::protocol_error);
+    disconnect(to_status(e), to_string(e), close_reason::protocol_error);
 }
 
-}  // namespace spoa::detail
+}  // namespace spoa::protocol
