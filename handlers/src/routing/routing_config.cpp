@@ -13,6 +13,9 @@ namespace spoa::routing {
 namespace {
 
 constexpr std::uint64_t max_table_size = 100'000'000;
+/// Consecutive checks or failures: "never" in practice is a large number (a test sets fall to a
+/// million so that only the breaker decides).
+constexpr std::uint64_t max_count = 1'000'000'000;
 
 std::vector<named_range> ranges(const config_section& s, std::string_view key) {
     std::vector<named_range> out;
@@ -202,15 +205,15 @@ void parse_health(const config_section& s, health_options& o) {
     o.http_expect = s.statuses("expect").value_or(o.http_expect);
     o.interval = s.millis("interval_ms").value_or(o.interval);
     o.timeout = s.millis("timeout_ms").value_or(o.timeout);
-    o.rise = static_cast<unsigned>(s.count("rise", 1, 1000).value_or(o.rise));
-    o.fall = static_cast<unsigned>(s.count("fall", 1, 1000).value_or(o.fall));
+    o.rise = static_cast<unsigned>(s.count("rise", 1, max_count).value_or(o.rise));
+    o.fall = static_cast<unsigned>(s.count("fall", 1, max_count).value_or(o.fall));
     o.recent_use = s.millis("recent_use_ms").value_or(o.recent_use);
     if (o.interval.count() == 0) s.fail("health.interval_ms must be positive");
 }
 
 void parse_breaker(const config_section& s, breaker_options& o) {
     o.enabled = s.flag("enabled").value_or(true);
-    o.failures = static_cast<unsigned>(s.count("failures", 1, 1000).value_or(o.failures));
+    o.failures = static_cast<unsigned>(s.count("failures", 1, max_count).value_or(o.failures));
     o.cooldown = s.millis("cooldown_ms").value_or(o.cooldown);
 }
 
