@@ -70,7 +70,7 @@ if [ -z "$agent_bin" ]; then
     cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSPOA_BUILD_TESTS=OFF \
           -DSPOA_BUILD_BENCH=OFF >/dev/null
     cmake --build "$build" --target spoa-agent >/dev/null
-    agent_bin="$build/agent/app/spoa-agent"
+    agent_bin="$build/handlers/app/spoa-agent"
 fi
 
 for port in "$http_port" "$pg_port" "$agent_port" "$admin_port" "$web1_port" "$web2_port" \

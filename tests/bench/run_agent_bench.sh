@@ -4,7 +4,7 @@
 #
 #   tests/bench/run_agent_bench.sh BUILD_DIR [--quick]
 #
-# Builds nothing: BUILD_DIR must already hold agent/app/spoa-agent, tests/bench/spoa_loadgen and
+# Builds nothing: BUILD_DIR must already hold handlers/app/spoa-agent, tests/bench/spoa_loadgen and
 # tests/bench/spoa_null_agent (or set SPOA_AGENT, SPOA_LOADGEN, SPOA_NULL_AGENT). Use a
 # RelWithDebInfo or Release build.
 #
@@ -37,7 +37,7 @@ shift
 QUICK=0
 if [[ ${1:-} == --quick ]]; then QUICK=1; shift; fi
 
-AGENT=${SPOA_AGENT:-$BUILD/agent/app/spoa-agent}
+AGENT=${SPOA_AGENT:-$BUILD/handlers/app/spoa-agent}
 LOADGEN=${SPOA_LOADGEN:-$BUILD/tests/bench/spoa_loadgen}
 NULL_AGENT=${SPOA_NULL_AGENT:-$BUILD/tests/bench/spoa_null_agent}
 for exe in "$AGENT" "$LOADGEN" "$NULL_AGENT"; do

@@ -4,7 +4,7 @@
     /usr/bin/python3 tests/bench/run_coldstart_bench.py BUILD_DIR [--quick]
         [--resources 100] [--delay-ms 50] [--concurrency 200] [--threads 2]
 
-Builds nothing: BUILD_DIR must hold agent/app/spoa-agent (or set SPOA_AGENT). Standard library
+Builds nothing: BUILD_DIR must hold handlers/app/spoa-agent (or set SPOA_AGENT). Standard library
 only; run it with /usr/bin/python3.
 
 What runs (all on loopback, no HAProxy: this script speaks SPOP to the agent itself):
@@ -603,7 +603,7 @@ def main():
         return 0
     if not args.build and not os.environ.get("SPOA_AGENT"):
         ap.error("BUILD_DIR is required (or set SPOA_AGENT)")
-    args.agent = os.environ.get("SPOA_AGENT") or os.path.join(args.build, "agent/app/spoa-agent")
+    args.agent = os.environ.get("SPOA_AGENT") or os.path.join(args.build, "handlers/app/spoa-agent")
     if not os.access(args.agent, os.X_OK):
         print(f"run_coldstart_bench: {args.agent} not found (build first)", file=sys.stderr)
         return 2

@@ -5,7 +5,7 @@
 #
 #   tests/bench/run_routing_bench.sh BUILD_DIR [--quick]
 #
-# Builds nothing: BUILD_DIR must hold agent/app/spoa-agent and tests/bench/spoa_loadgen (or set
+# Builds nothing: BUILD_DIR must hold handlers/app/spoa-agent and tests/bench/spoa_loadgen (or set
 # SPOA_AGENT, SPOA_LOADGEN). The remote resolver runs against the reference control plane
 # (handlers/control_plane/spoa_control_plane.py, /usr/bin/python3 with python3-msgpack; or set
 # SPOA_CONTROL_PLANE, SPOA_BENCH_PYTHON). Use a RelWithDebInfo or Release build.
@@ -59,7 +59,7 @@ QUICK=0
 if [[ ${1:-} == --quick ]]; then QUICK=1; shift; fi
 
 SRC=$(cd "$(dirname "$0")/../.." && pwd)
-AGENT=${SPOA_AGENT:-$BUILD/agent/app/spoa-agent}
+AGENT=${SPOA_AGENT:-$BUILD/handlers/app/spoa-agent}
 LOADGEN=${SPOA_LOADGEN:-$BUILD/tests/bench/spoa_loadgen}
 CONTROL_PLANE=${SPOA_CONTROL_PLANE:-$SRC/handlers/control_plane/spoa_control_plane.py}
 PYTHON=${SPOA_BENCH_PYTHON:-/usr/bin/python3}

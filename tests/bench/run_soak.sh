@@ -6,7 +6,7 @@
 #
 #   tests/bench/run_soak.sh [--minutes N] [--build DIR] [--load PCT] [--keep]
 #     --minutes N   soak length (default 30); one table row per minute
-#     --build DIR   build directory with agent/app/spoa-agent and tests/bench/spoa_loadgen
+#     --build DIR   build directory with handlers/app/spoa-agent and tests/bench/spoa_loadgen
 #                   (default build/dev; both are copied at start, so rebuilding DIR meanwhile
 #                   does not disturb the run)
 #     --load PCT    target rate in percent of the measured maximum (default 70)
@@ -56,7 +56,7 @@ haproxy_bin=${HAPROXY:-$(command -v haproxy || true)}
 for tool in wrk curl "$haproxy_bin"; do
     command -v "$tool" >/dev/null || { echo "$BENCH_NAME: $tool not found (wrk: apt-get install wrk)" >&2; exit 2; }
 done
-for f in "$build/agent/app/spoa-agent" "$build/tests/bench/spoa_loadgen"; do
+for f in "$build/handlers/app/spoa-agent" "$build/tests/bench/spoa_loadgen"; do
     [ -x "$f" ] || { echo "$BENCH_NAME: $f missing (build with -DSPOA_BUILD_BENCH=ON)" >&2; exit 2; }
 done
 
@@ -73,7 +73,7 @@ trap 'echo "$BENCH_NAME: interrupted" >&2; exit 130' INT
 trap 'echo "$BENCH_NAME: terminated" >&2; exit 143' TERM
 
 # Private copies: another build into $build must not swap the binary under a running soak.
-cp "$build/agent/app/spoa-agent" "$WORK/spoa-agent"
+cp "$build/handlers/app/spoa-agent" "$WORK/spoa-agent"
 cp "$build/tests/bench/spoa_loadgen" "$WORK/spoa_loadgen"
 agent_bin=$WORK/spoa-agent
 "$agent_bin" --version >/dev/null

@@ -18,7 +18,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 source "$here/bench_lib.sh"
 
 agent=$build/handlers/app/spoa-agent
-[ -x "$agent" ] || agent=$build/agent/app/spoa-agent
+
 loadgen=$build/tests/bench/spoa_loadgen
 port=$("$loadgen" --free-port)
 admin=$("$loadgen" --free-port)

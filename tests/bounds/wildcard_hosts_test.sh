@@ -12,7 +12,7 @@ rss_bound=${3:-65536}
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/../bench/bench_lib.sh"
 
-agent=$build/agent/app/spoa-agent
+agent=$build/handlers/app/spoa-agent
 loadgen=$build/tests/bench/spoa_loadgen
 port=$("$loadgen" --free-port)
 admin=$("$loadgen" --free-port)

@@ -17,7 +17,7 @@ import re
 import statistics
 
 import coldstart_env as c
-from coldstart_env import Skip, check, check_eq, log
+from coldstart_env import TestFailure, check, check_eq, log
 
 FAILURES = 3
 
@@ -56,9 +56,9 @@ def test(env):
         breaker={"failures": FAILURES, "cooldown_ms": 30000},
         passive={"listen": f"127.0.0.1:{udp}"}))
     if not c.udp_port_bound(udp) or "feedback log: listening" not in st.agent.log_text():
-        raise Skip(f"spoa-agent does not listen on passive.listen udp://127.0.0.1:{udp}: the "
-                   f"key is parsed (routing_config.cpp) but no feedback_log is ever started "
-                   f"(agent/app/main.cpp), so HAProxy's log lines are never read")
+        raise TestFailure(f"spoa-agent does not listen on passive.listen udp://127.0.0.1:{udp} "
+                          f"(routing::service starts the feedback_log): HAProxy's log lines "
+                          f"would never be read")
     st.start_haproxy(variant(st, udp))
 
     r = st.get("ok.test")

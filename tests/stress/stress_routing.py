@@ -3,7 +3,7 @@
 routes, cache and resolvers are churned from every side at once. It checks the answers, not only
 that the agent survived.
 
-    stress_routing.py --agent build/agent/app/spoa-agent --loadgen build/tests/bench/spoa_loadgen
+    stress_routing.py --agent build/handlers/app/spoa-agent --loadgen build/tests/bench/spoa_loadgen
                       --tmpdir DIR [--threads 2] [--duration 60]
 
 $SPOA_STRESS_SECONDS overrides --duration (a developer's 10-minute run: SPOA_STRESS_SECONDS=600).

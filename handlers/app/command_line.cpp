@@ -1,0 +1,103 @@
+#include "command_line.hpp"
+
+#include <chrono>
+#include <string_view>
+
+#include "spoa/handlers/examples.hpp"
+
+namespace spoa::app {
+namespace {
+
+/// A duration flag in milliseconds, written straight into `target`.
+CLI::Option* add_ms(CLI::App& app, const std::string& flag, std::chrono::milliseconds& target,
+                    const std::string& help, const CLI::Validator& range = CLI::NonNegativeNumber) {
+    return app
+        .add_option_function<long>(
+            flag, [&target](long v) { target = std::chrono::milliseconds(v); }, help + ", ms")
+        ->default_str(std::to_string(target.count()))
+        ->check(range);
+}
+
+}  // namespace
+
+std::string example_list() {
+    std::string names;
+    for (const std::string_view n : handlers::example_names())
+        names += (names.empty() ? "" : ", ") + std::string(n);
+    return names;
+}
+
+namespace {
+
+void add_agent_flags(CLI::App& app, command_line& cl) {
+    agent_config& a = cl.agent;
+    app.add_option("-l,--listen", cl.listen,
+                   "Address to serve SPOP on: host:port, [v6]:port or unix:/path (repeatable)")
+        ->default_str("127.0.0.1:12345");
+    app.add_option("-t,--threads", a.threads, "Loop threads (0 = one per core)")
+        ->capture_default_str();
+    app.add_option("--max-frame-size", a.max_frame_size,
+                   "Largest frame we accept and announce, in bytes")
+        ->check(CLI::Range(256u, 16777216u))
+        ->capture_default_str();
+    app.add_option("--admin", cl.admin, "Admin HTTP endpoint host:port (/healthz, /metrics)");
+    app.add_option("--max-connections", a.max_connections, "Connections accepted at once")
+        ->capture_default_str();
+    app.add_option("--max-inflight", a.max_inflight_per_connection,
+                   "Unanswered NOTIFY frames per connection before reading pauses")
+        ->check(CLI::PositiveNumber)
+        ->capture_default_str();
+    add_ms(app, "--idle-timeout", a.idle_timeout, "Close connections idle this long (0 = never)");
+    add_ms(app, "--hello-timeout", a.hello_timeout, "Time allowed for HAPROXY-HELLO",
+           CLI::PositiveNumber);
+    add_ms(app, "--deadline", a.handler_deadline,
+           "Answer a frame after this long even if handlers are not done; keep it below "
+           "HAProxy's timeout processing",
+           CLI::PositiveNumber);
+    add_ms(app, "--drain-timeout", a.drain_timeout, "Longest graceful drain on SIGTERM");
+    add_ms(app, "--drain-grace", a.drain_grace,
+           "On SIGTERM, keep serving this long while failing health checks before draining (set "
+           "to spop-check fall x inter)");
+    app.add_flag("--no-fragmentation", cl.no_fragmentation,
+                 "Do not announce fragmentation (HAProxy 2.6 then refuses oversized NOTIFYs)");
+    app.add_option("--max-reassembly", a.max_reassembled_size,
+                   "Cap on a reassembled NOTIFY payload, bytes")
+        ->capture_default_str();
+    app.add_option("--unix-mode", cl.unix_mode,
+                   "Mode of Unix listening sockets, octal (e.g. 0660)");
+    app.add_option("--unix-owner", a.unix_socket.owner, "Owner (user name or uid) of Unix sockets");
+    app.add_option("--unix-group", a.unix_socket.group, "Group (name or gid) of Unix sockets");
+}
+
+}  // namespace
+
+void add_flags(CLI::App& app, command_line& cl) {
+    add_agent_flags(app, cl);
+    app.add_option("--log-level", cl.log_level, "trace, debug, info, warn, error or off")
+        ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}))
+        ->capture_default_str();
+    app.add_option("--example", cl.examples,
+                   "Enable an example handler: " + example_list() + " (repeatable)");
+    app.add_option("-c,--config", cl.routing_file,
+                   "Routing configuration (YAML): enables route-http, route-pg, route-tcp, "
+                   "route-tls; SIGHUP reloads its routes")
+        ->check(CLI::ExistingFile);
+    app.add_flag("--check", cl.check, "Validate the --config file and exit");
+}
+
+void finish(command_line& cl) {
+    if (cl.listen.empty()) cl.listen.emplace_back("127.0.0.1:12345");
+    for (const auto& l : cl.listen)
+        cl.agent.listeners.push_back(listen_address::parse(l));
+    if (!cl.admin.empty()) cl.agent.admin = listen_address::parse(cl.admin);
+    if (!cl.unix_mode.empty()) {
+        std::size_t used = 0;
+        const unsigned long mode = std::stoul(cl.unix_mode, &used, 8);
+        if (used != cl.unix_mode.size() || mode > 07777)
+            throw std::invalid_argument("--unix-mode '" + cl.unix_mode + "' is not an octal mode");
+        cl.agent.unix_socket.mode = static_cast<unsigned>(mode);
+    }
+    cl.agent.fragmentation = !cl.no_fragmentation;
+}
+
+}  // namespace spoa::app

@@ -1,0 +1,72 @@
+#pragma once
+/// The routing agent as one object: what `spoa-agent --config` runs, usable by any program that
+/// links spoa::handlers (with its own resolver if it likes, see handlers/examples/).
+
+#include <cstddef>
+#include <memory>
+#include <string>
+
+#include "spoa/agent/agent.hpp"
+#include "spoa/handlers/routing/resolver.hpp"
+#include "spoa/handlers/routing/routing_config.hpp"
+
+namespace spdlog {
+class logger;
+}
+
+namespace spoa::handlers {
+class service_loop;
+}
+
+namespace spoa::routing {
+
+class feedback_log;
+class remote_resolver;
+class router;
+class static_resolver;
+
+/// Wires, in the one order that is safe to build and to tear down: a service loop (resolver
+/// calls, checks, timers, cold starts), the resolver (the one the configuration names, or the
+/// caller's), the router with its cache, cold starts and health checks, attached to the agent
+/// (the route-* messages, /invalidate, /resources, metrics), the listener of HAProxy's log lines
+/// (`passive`), and a SIGHUP reload of the static route file.
+///
+/// Lifetime: build it after the agent and destroy it before (declare it after the agent): the
+/// destructor joins the service loop first (its tasks use the router and the agent's metrics),
+/// then frees the listener, the router and the resolvers. The handlers it registered point into
+/// it, so destroy it only once agent::run() has returned, or if the agent never ran.
+/// Threads: built and destroyed on one thread, the one that runs the agent.
+class service {
+  public:
+    /// The resolver `cfg` names: `static` (the routes of cfg.path), `remote` or `chain`.
+    /// Throws std::runtime_error on a configuration it cannot start (e.g. passive.listen that
+    /// cannot bind).
+    service(const routing_config& cfg, agent& a, std::shared_ptr<spdlog::logger> logger);
+    /// With the caller's own resolver: cfg.resolver, cfg.remote and the file's routes are not
+    /// used, and there is no reload hook (the caller's resolver owns its data).
+    service(std::shared_ptr<resolver> own, const routing_config& cfg, agent& a,
+            std::shared_ptr<spdlog::logger> logger);
+    ~service();
+    service(const service&) = delete;
+    service& operator=(const service&) = delete;
+
+    [[nodiscard]] routing::router& decisions() noexcept { return *router_; }
+    [[nodiscard]] handlers::service_loop& loop() noexcept { return *loop_; }
+
+  private:
+    void start(std::shared_ptr<resolver> active, const routing_config& cfg, agent& a);
+    void add_reload(const std::string& path, agent& a);
+
+    std::shared_ptr<spdlog::logger> logger_;
+    std::shared_ptr<handlers::service_loop> loop_;
+    std::shared_ptr<static_resolver> static_routes_;  ///< the file's routes, if used
+    std::shared_ptr<remote_resolver> remote_;         ///< the control plane, if used
+    std::unique_ptr<routing::router> router_;
+    std::unique_ptr<feedback_log> feedback_;
+};
+
+/// Loads and validates a routing file as the service would (throws std::runtime_error
+/// "<file>:<line>: <problem>"); returns the number of routes in it.
+[[nodiscard]] std::size_t check_routing_file(const std::string& path);
+
+}  // namespace spoa::routing

@@ -1,0 +1,102 @@
+#include "spoa/handlers/routing/service.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <future>
+#include <stdexcept>
+
+#include "spoa/handlers/routing/chain_resolver.hpp"
+#include "spoa/handlers/routing/feedback_log.hpp"
+#include "spoa/handlers/routing/remote_resolver.hpp"
+#include "spoa/handlers/routing/router.hpp"
+#include "spoa/handlers/routing/static_resolver.hpp"
+#include "spoa/handlers/service_loop.hpp"
+
+namespace spoa::routing {
+
+service::service(const routing_config& cfg, agent& a, std::shared_ptr<spdlog::logger> logger)
+    : logger_(std::move(logger)), loop_(std::make_shared<handlers::service_loop>()) {
+    if (cfg.path.empty()) throw std::runtime_error("a routing service needs its route file");
+    static_routes_ = std::make_shared<static_resolver>(cfg.path);
+    // static: the file's routes; remote: the control plane; chain: the file's routes first, the
+    // control plane for the ids they do not know.
+    std::shared_ptr<resolver> active = static_routes_;
+    using kind = routing_config::resolver_kind;
+    if (cfg.resolver != kind::static_routes) {
+        remote_ = std::make_shared<remote_resolver>(*cfg.remote, loop_, logger_);
+        if (cfg.resolver == kind::remote) {
+            active = remote_;
+        } else {
+            active = std::make_shared<chain_resolver>(static_routes_, remote_);
+        }
+    }
+    start(std::move(active), cfg, a);
+    add_reload(cfg.path, a);
+}
+
+service::service(std::shared_ptr<resolver> own, const routing_config& cfg, agent& a,
+                 std::shared_ptr<spdlog::logger> logger)
+    : logger_(std::move(logger)), loop_(std::make_shared<handlers::service_loop>()) {
+    if (!own) throw std::invalid_argument("routing service: the resolver is null");
+    start(std::move(own), cfg, a);
+}
+
+service::~service() {
+    // The loop's tasks use the router, the listener and the agent's histograms: they end first.
+    // Answers it completes now find their connections gone.
+    loop_->join();
+    feedback_.reset();
+    router_.reset();
+}
+
+void service::start(std::shared_ptr<resolver> active, const routing_config& cfg, agent& a) {
+    if (!logger_) logger_ = std::make_shared<spdlog::logger>("routing");  // no sink: silent
+    router_ = std::make_unique<routing::router>(active, cfg.ssrf, cfg.router, loop_, logger_);
+    if (remote_) {
+        // Control-plane pushes run on the service loop, which ends before the router.
+        remote_->set_invalidation_handler(
+            [r = router_.get()](std::string id, std::optional<protocol> p) {
+                r->invalidate(id, p);
+            });
+        a.metrics().add_collector(
+            [remote = remote_](std::string& out) { remote->render_metrics(out); });
+    }
+    if (cfg.feedback_listen) {
+        // Passive health signals: HAProxy's log lines over UDP, bound on the service loop; a
+        // bind error stops the start like any other configuration error.
+        feedback_ = std::make_unique<feedback_log>(*loop_, *router_, *active, logger_);
+        std::promise<std::string> bound;
+        loop_->post([&](uv_loop_t*) {
+            try {
+                feedback_->listen(*cfg.feedback_listen);
+                bound.set_value({});
+            } catch (const std::exception& e) {
+                bound.set_value(e.what());
+            }
+        });
+        if (auto err = bound.get_future().get(); !err.empty()) {
+            loop_->join();
+            throw std::runtime_error(err);
+        }
+    }
+    router_->attach(a);
+}
+
+void service::add_reload(const std::string& path, agent& a) {
+    // Runs on the agent's control thread (SIGHUP); the resolver swaps its table under its lock.
+    a.on_reload([this, path] {
+        if (auto err = static_routes_->reload()) {
+            logger_->error("reload of {} failed, keeping the current routes: {}", path, *err);
+            return;
+        }
+        logger_->info("reloaded {} ({} routes)", path, static_routes_->table()->size());
+        router_->cache().clear();
+    });
+}
+
+std::size_t check_routing_file(const std::string& path) {
+    (void)load_routing_config(path);
+    return static_resolver(path).table()->size();
+}
+
+}  // namespace spoa::routing
