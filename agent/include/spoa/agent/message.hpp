@@ -38,7 +38,7 @@ struct message_origin {
     std::uint64_t frame_id = 0;
     /// When the agent started on this frame: CLOCK_MONOTONIC (std::chrono::steady_clock) in
     /// nanoseconds; 0 when unknown. Handlers that time themselves start from here instead of
-    /// reading the clock again (a clock read is a sizeable share of a cached answer).
+    /// reading the clock again.
     std::uint64_t received_ns = 0;
 };
 
