@@ -40,16 +40,17 @@ int main(int argc, char** argv) {
     spoa::app::add_flags(app, cl);
     CLI11_PARSE(app, argc, argv);
 
-    std::optional<spoa::routing::routing_config> routing;
+    std::optional<spoa::handlers::routing::routing_config> routing;
     try {
         spoa::app::finish(cl);
         if (cl.check) {
             if (cl.routing_file.empty()) return usage_error("--check needs --config FILE");
-            const std::size_t routes = spoa::routing::check_routing_file(cl.routing_file);
+            const std::size_t routes = spoa::handlers::routing::check_routing_file(cl.routing_file);
             std::printf("%s: OK (%zu routes)\n", cl.routing_file.c_str(), routes);
             return 0;
         }
-        if (!cl.routing_file.empty()) routing = spoa::routing::load_routing_config(cl.routing_file);
+        if (!cl.routing_file.empty())
+            routing = spoa::handlers::routing::load_routing_config(cl.routing_file);
     } catch (const std::exception& e) {
         return usage_error(e.what());
     }
@@ -58,9 +59,11 @@ int main(int argc, char** argv) {
     cl.agent.logger = logger;
     try {
         spoa::agent agent(cl.agent);
-        std::unique_ptr<spoa::routing::service> routes;  // destroyed before the agent
+        std::unique_ptr<spoa::handlers::routing::service> routes;  // destroyed before the agent
         try {
-            if (routing) routes = std::make_unique<spoa::routing::service>(*routing, agent, logger);
+            if (routing)
+                routes =
+                    std::make_unique<spoa::handlers::routing::service>(*routing, agent, logger);
         } catch (const std::exception& e) {
             return usage_error(e.what());
         }

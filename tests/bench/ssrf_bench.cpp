@@ -34,7 +34,7 @@
 
 namespace {
 
-using namespace spoa::routing;
+using namespace spoa::handlers::routing;
 using spoa::ip_address;
 using clock_type = std::chrono::steady_clock;
 

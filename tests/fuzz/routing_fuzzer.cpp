@@ -58,10 +58,10 @@
 namespace {
 
 using namespace std::chrono_literals;
-namespace routing = spoa::routing;
-namespace contract = spoa::routing::contract;
+namespace routing = spoa::handlers::routing;
+namespace contract = spoa::handlers::routing::contract;
 namespace spop = spoa::protocol;
-using routing::protocol;
+using routing::app_protocol;
 using spop::data_type;
 using spop::typed_value;
 
@@ -75,7 +75,7 @@ constexpr std::size_t cache_cap = 256;
 
 /// One table entry; `error` set = the resolver answers that error instead of a route.
 struct table_entry {
-    protocol proto;
+    app_protocol proto;
     const char* id;
     std::vector<routing::endpoint> endpoints;
     std::vector<routing::path_route> paths;
@@ -86,36 +86,36 @@ struct table_entry {
 const std::vector<table_entry>& entries() {
     using routing::error_code;
     static const std::vector<table_entry> e{
-        {protocol::http, "app.fuzz.test", {{"127.0.0.1", 8001}}, {}, {}},
-        {protocol::http, "*.tenants.fuzz.test", {{"127.0.0.1", 8002}}, {}, {}},
-        {protocol::http,
+        {app_protocol::http, "app.fuzz.test", {{"127.0.0.1", 8001}}, {}, {}},
+        {app_protocol::http, "*.tenants.fuzz.test", {{"127.0.0.1", 8002}}, {}, {}},
+        {app_protocol::http,
          "paths.fuzz.test",
          {{"127.0.0.1", 8003}},
          {{"/api/v2", {{"::1", 8004}}}, {"/api", {{"127.0.0.1", 8005}}}},
          {}},
         // Resolves fine but to addresses the SSRF policy refuses: public, cloud metadata.
-        {protocol::http, "ssrf.fuzz.test", {{"8.8.8.8", 80}}, {}, {}},
-        {protocol::http, "metadata.fuzz.test", {{"169.254.169.254", 80}}, {}, {}},
-        {protocol::http, "forbidden.fuzz.test", {}, {}, error_code::forbidden},
-        {protocol::http, "down.fuzz.test", {}, {}, error_code::unavailable},
+        {app_protocol::http, "ssrf.fuzz.test", {{"8.8.8.8", 80}}, {}, {}},
+        {app_protocol::http, "metadata.fuzz.test", {{"169.254.169.254", 80}}, {}, {}},
+        {app_protocol::http, "forbidden.fuzz.test", {}, {}, error_code::forbidden},
+        {app_protocol::http, "down.fuzz.test", {}, {}, error_code::unavailable},
         // A sleeping backend with cold starts off: refused (503) after the SSRF check.
-        {protocol::http,
+        {app_protocol::http,
          "asleep.fuzz.test",
          {{"127.0.0.1", 8006}},
          {},
          {},
          routing::backend_state::asleep},
-        {protocol::postgres, "app1", {{"127.0.0.1", 5433}}, {}, {}},
-        {protocol::postgres, "*.db.fuzz.test", {{"127.0.0.1", 5434}}, {}, {}},
-        {protocol::postgres, "ssrf-db", {{"10.0.0.5", 5432}}, {}, {}},
-        {protocol::postgres, "locked", {}, {}, error_code::forbidden},
-        {protocol::tcp, "smtp:2525", {{"127.0.0.1", 2526}}, {}, {}},
-        {protocol::tcp, "mysql:127.0.0.5", {{"127.0.0.1", 3306}}, {}, {}},
-        {protocol::tcp, "proxy:tenant.fuzz.test", {{"127.0.0.1", 7000}}, {}, {}},
-        {protocol::tcp, "tcp:9999", {{"8.8.4.4", 9999}}, {}, {}},
-        {protocol::tls, "secure.fuzz.test", {{"127.0.0.1", 9443}}, {}, {}},
-        {protocol::tls, "*.tls.fuzz.test", {{"::1", 9444}}, {}, {}},
-        {protocol::tls, "forbidden.tls.fuzz.test", {}, {}, error_code::forbidden},
+        {app_protocol::postgres, "app1", {{"127.0.0.1", 5433}}, {}, {}},
+        {app_protocol::postgres, "*.db.fuzz.test", {{"127.0.0.1", 5434}}, {}, {}},
+        {app_protocol::postgres, "ssrf-db", {{"10.0.0.5", 5432}}, {}, {}},
+        {app_protocol::postgres, "locked", {}, {}, error_code::forbidden},
+        {app_protocol::tcp, "smtp:2525", {{"127.0.0.1", 2526}}, {}, {}},
+        {app_protocol::tcp, "mysql:127.0.0.5", {{"127.0.0.1", 3306}}, {}, {}},
+        {app_protocol::tcp, "proxy:tenant.fuzz.test", {{"127.0.0.1", 7000}}, {}, {}},
+        {app_protocol::tcp, "tcp:9999", {{"8.8.4.4", 9999}}, {}, {}},
+        {app_protocol::tls, "secure.fuzz.test", {{"127.0.0.1", 9443}}, {}, {}},
+        {app_protocol::tls, "*.tls.fuzz.test", {{"::1", 9444}}, {}, {}},
+        {app_protocol::tls, "forbidden.tls.fuzz.test", {}, {}, error_code::forbidden},
     };
     return e;
 }
@@ -168,7 +168,7 @@ struct outcome {
     std::set<std::int64_t> ports;
 };
 
-std::optional<outcome> exact_outcome(protocol p, std::string_view id) {
+std::optional<outcome> exact_outcome(app_protocol p, std::string_view id) {
     for (const auto& e : entries()) {
         if (e.proto != p || id != e.id) continue;
         if (e.error) return outcome{false, routing::http_status(*e.error), {}};
@@ -274,7 +274,7 @@ natural natural_type(std::string_view arg) {
 
 /// One decoded record: the NOTIFY's message and what the checks need to know about it.
 struct record {
-    protocol proto = protocol::http;
+    app_protocol proto = app_protocol::http;
     spoa::testing::message_spec spec;
     /// STRING values of the arguments, by name (what try_string() will see).
     std::vector<std::pair<std::string_view, std::string_view>> strings;
@@ -355,22 +355,22 @@ record decode_record(reader& in) {
     record r;
     switch (in.byte() & 3) {
         case 0:
-            r.proto = protocol::http;
+            r.proto = app_protocol::http;
             r.spec.name = contract::message::http;
             decode_args(in, contract::http_args, r);
             break;
         case 1:
-            r.proto = protocol::postgres;
+            r.proto = app_protocol::postgres;
             r.spec.name = contract::message::postgres;
             decode_args(in, contract::postgres_args, r);
             break;
         case 2:
-            r.proto = protocol::tcp;
+            r.proto = app_protocol::tcp;
             r.spec.name = contract::message::tcp;
             decode_args(in, contract::tcp_args, r);
             break;
         default:
-            r.proto = protocol::tls;
+            r.proto = app_protocol::tls;
             r.spec.name = contract::message::tls;
             decode_args(in, contract::tls_args, r);
             break;
@@ -410,11 +410,11 @@ std::optional<std::string> predicted_id(const record& r) {
         return id;
     };
     switch (r.proto) {
-        case protocol::http:
+        case app_protocol::http:
             return host_id(r.string_arg(contract::arg::host));
-        case protocol::tls:
+        case app_protocol::tls:
             return host_id(r.string_arg(contract::arg::sni));
-        case protocol::postgres: {
+        case app_protocol::postgres: {
             if (!r.startup) return std::nullopt;
             const auto s = routing::parse_postgres_startup(*r.startup);
             if (s.type == routing::postgres_startup::kind::ssl_request ||
@@ -426,7 +426,7 @@ std::optional<std::string> predicted_id(const record& r) {
                 return std::nullopt;
             return std::string(s.database);
         }
-        case protocol::tcp: {
+        case app_protocol::tcp: {
             // "<service>:<value>" for the two keys whose value the input gives verbatim.
             const std::string service(r.string_arg(contract::arg::service).value_or("tcp"));
             static const auto services = harness::options().tcp_services;
@@ -447,7 +447,7 @@ std::optional<std::string> predicted_id(const record& r) {
 }
 
 /// True when `id` may match a wildcard of the table (the target does not predict those).
-bool may_match_wildcard(protocol p, std::string_view id) {
+bool may_match_wildcard(app_protocol p, std::string_view id) {
     for (const auto& e : entries()) {
         const std::string_view pattern = e.id;
         if (e.proto == p && pattern.starts_with("*.") && id.ends_with(pattern.substr(1)))

@@ -14,7 +14,7 @@
 #include "spoa/handlers/routing/contract.hpp"
 #include "test_util.hpp"
 
-namespace spoa::routing {
+namespace spoa::handlers::routing {
 namespace {
 
 namespace fs = std::filesystem;
@@ -439,4 +439,4 @@ TEST_CASE("contract: 2.6 and 3.x configurations differ only where expected", "[c
     }
 }
 
-}  // namespace spoa::routing
+}  // namespace spoa::handlers::routing

@@ -12,7 +12,7 @@
 #include "spoa/handlers/routing/endpoint_checker.hpp"
 #include "spoa/handlers/service_loop.hpp"
 
-namespace spoa::routing {
+namespace spoa::handlers::routing {
 namespace {
 
 using namespace std::chrono_literals;
@@ -206,4 +206,4 @@ TEST_CASE("endpoint checker: names are resolved, then every address is checked",
     }
 }
 
-}  // namespace spoa::routing
+}  // namespace spoa::handlers::routing

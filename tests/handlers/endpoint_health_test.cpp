@@ -9,7 +9,7 @@
 #include "spoa/handlers/routing/endpoint_health.hpp"
 #include "spoa/handlers/routing/route_cache.hpp"
 
-namespace spoa::routing {
+namespace spoa::handlers::routing {
 namespace {
 
 using namespace std::chrono_literals;
@@ -52,4 +52,4 @@ TEST_CASE("endpoint health: an open or unhealthy state is never dropped", "[heal
 }
 
 }  // namespace
-}  // namespace spoa::routing
+}  // namespace spoa::handlers::routing

@@ -10,7 +10,7 @@
 
 #include "spoa/handlers/routing/postgres_startup.hpp"
 
-namespace spoa::routing {
+namespace spoa::handlers::routing {
 namespace {
 
 using kind = postgres_startup::kind;
@@ -297,4 +297,4 @@ TEST_CASE("postgres: every single-byte corruption is parsed without crashing", "
     }
 }
 
-}  // namespace spoa::routing
+}  // namespace spoa::handlers::routing

@@ -9,7 +9,7 @@
 
 #include "spoa/handlers/routing/resource_id.hpp"
 
-namespace spoa::routing {
+namespace spoa::handlers::routing {
 
 TEST_CASE("resource id: normalize_host: case, ports, trailing dots, whitespace", "[resource_id]") {
     const std::vector<std::pair<const char*, const char*>> table{
@@ -86,4 +86,4 @@ TEST_CASE("resource id: normalize_host into a small buffer", "[resource_id]") {
     CHECK(normalize_host(big) == std::string(5000, 'a'));
 }
 
-}  // namespace spoa::routing
+}  // namespace spoa::handlers::routing

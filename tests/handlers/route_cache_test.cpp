@@ -14,7 +14,7 @@
 
 #include "spoa/handlers/routing/route_cache.hpp"
 
-namespace spoa::routing {
+namespace spoa::handlers::routing {
 namespace {
 
 using namespace std::chrono_literals;
@@ -756,7 +756,7 @@ TEST_CASE("route cache: a thread switching between caches keeps each one's answe
 
 TEST_CASE("resource activity: one report per window, whatever order the threads' clocks arrive in",
           "[activity]") {
-    resource_activity a(protocol::http, "act.test");
+    resource_activity a(app_protocol::http, "act.test");
     CHECK(a.claim_report(10'000, 1'500));
     CHECK_FALSE(a.claim_report(10'000, 1'500));
     // Another loop thread's reading, taken a millisecond before the report: same window (an
@@ -773,7 +773,7 @@ TEST_CASE("resource activity: one report per window, whatever order the threads'
 
 TEST_CASE("resource activity: concurrent claims with skewed clocks report once per window",
           "[activity]") {
-    resource_activity a(protocol::http, "act.test");
+    resource_activity a(app_protocol::http, "act.test");
     std::atomic<int> reports{0};
     std::vector<std::thread> threads;
     for (std::uint64_t t = 0; t < 4; ++t) {
@@ -788,4 +788,4 @@ TEST_CASE("resource activity: concurrent claims with skewed clocks report once p
     CHECK(reports.load() == 1);
 }
 
-}  // namespace spoa::routing
+}  // namespace spoa::handlers::routing

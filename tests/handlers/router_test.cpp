@@ -28,11 +28,11 @@
 #include "spoa/protocol/action.hpp"
 #include "spoa/testing/fake_haproxy.hpp"
 
-namespace spoa::routing {
+namespace spoa::handlers::routing {
 namespace {
 
 using namespace std::chrono_literals;
-namespace spop = spoa::protocol;  // (routing::protocol is the enum of traffic kinds)
+namespace spop = spoa::protocol;
 using spop::data_type;
 using spop::typed_value;
 using testing::fake_haproxy;
@@ -51,21 +51,21 @@ std::shared_ptr<const route_table> example_table() {
     };
     route app1 = r({{"127.0.0.1", 9001}});
     app1.metadata = {{"tenant", "alpha"}, {"plan", "not exported"}};
-    t->add(protocol::http, "app1.localhost", app1);
-    t->add(protocol::http, "v6.localhost", r({{"::1", 9006}}));
+    t->add(app_protocol::http, "app1.localhost", app1);
+    t->add(app_protocol::http, "v6.localhost", r({{"::1", 9006}}));
     route preview = r({{"127.0.0.1", 9001}});
     preview.paths = {{"/api/v2", {{"127.0.0.1", 9003}}}, {"/api", {{"127.0.0.1", 9002}}}};
-    t->add(protocol::http, "*.preview.localhost", preview);
-    t->add(protocol::http, "suspended.localhost",
+    t->add(app_protocol::http, "*.preview.localhost", preview);
+    t->add(app_protocol::http, "suspended.localhost",
            resolve_error{error_code::forbidden, "tenant suspended", std::nullopt});
-    t->add(protocol::http, "public.localhost", r({{"8.8.8.8", 80}}));
-    t->add(protocol::postgres, "app1", r({{"127.0.0.1", 5433}}));
-    t->add(protocol::postgres, "app2", r({{"127.0.0.1", 5434}}));
-    t->add(protocol::postgres, "default-db", r({{"127.0.0.1", 5499}}));
-    t->add(protocol::postgres, "ep-cool-1", r({{"127.0.0.1", 5501}}));
-    t->add(protocol::tcp, "smtp:2525", r({{"127.0.0.1", 2526}}));
-    t->add(protocol::tcp, "mysql:127.0.0.5", r({{"127.0.0.1", 3306}}));
-    t->add(protocol::tls, "secure.localhost", r({{"127.0.0.1", 9443}}));
+    t->add(app_protocol::http, "public.localhost", r({{"8.8.8.8", 80}}));
+    t->add(app_protocol::postgres, "app1", r({{"127.0.0.1", 5433}}));
+    t->add(app_protocol::postgres, "app2", r({{"127.0.0.1", 5434}}));
+    t->add(app_protocol::postgres, "default-db", r({{"127.0.0.1", 5499}}));
+    t->add(app_protocol::postgres, "ep-cool-1", r({{"127.0.0.1", 5501}}));
+    t->add(app_protocol::tcp, "smtp:2525", r({{"127.0.0.1", 2526}}));
+    t->add(app_protocol::tcp, "mysql:127.0.0.5", r({{"127.0.0.1", 3306}}));
+    t->add(app_protocol::tls, "secure.localhost", r({{"127.0.0.1", 9443}}));
     return t;
 }
 
@@ -482,8 +482,8 @@ TEST_CASE("router: invalidate drops the cached decision", "[router]") {
     CHECK(a.router().invalidate("nothing.localhost") == 0);
     // Only the named protocol.
     CHECK(str(ask(c, pg(pg_startup({{"user", "app1"}}))), "cache") == "miss");
-    CHECK(a.router().invalidate("app1", protocol::http) == 0);
-    CHECK(a.router().invalidate("app1", protocol::postgres) == 1);
+    CHECK(a.router().invalidate("app1", app_protocol::http) == 0);
+    CHECK(a.router().invalidate("app1", app_protocol::postgres) == 1);
 }
 
 namespace {
@@ -589,4 +589,4 @@ TEST_CASE("router: a resolver that does not answer in time gives 504", "[router]
     CHECK(integer(v, "port") == 7000);
 }
 
-}  // namespace spoa::routing
+}  // namespace spoa::handlers::routing

@@ -10,7 +10,7 @@
 #include "spoa/handlers/routing/static_resolver.hpp"
 #include "test_util.hpp"
 
-namespace spoa::routing {
+namespace spoa::handlers::routing {
 namespace {
 
 using namespace std::chrono_literals;
@@ -73,12 +73,12 @@ TEST_CASE("config: the shipped example configuration loads", "[config]") {
     static_resolver routes(path);
     const auto t = routes.table();
     CHECK(t->size() == 9);
-    CHECK(t->find(protocol::http, "app1.localhost") != nullptr);
-    CHECK(t->find(protocol::http, "x.preview.localhost") != nullptr);
-    CHECK(t->find(protocol::postgres, "app2") != nullptr);
-    CHECK(t->find(protocol::tcp, "smtp:2525") != nullptr);
-    CHECK(t->find(protocol::tls, "secure.localhost") != nullptr);
-    const auto* suspended = t->find(protocol::http, "suspended.localhost");
+    CHECK(t->find(app_protocol::http, "app1.localhost") != nullptr);
+    CHECK(t->find(app_protocol::http, "x.preview.localhost") != nullptr);
+    CHECK(t->find(app_protocol::postgres, "app2") != nullptr);
+    CHECK(t->find(app_protocol::tcp, "smtp:2525") != nullptr);
+    CHECK(t->find(app_protocol::tls, "secure.localhost") != nullptr);
+    const auto* suspended = t->find(app_protocol::http, "suspended.localhost");
     REQUIRE(suspended != nullptr);
     CHECK(std::get<resolve_error>(*suspended).reason == "tenant suspended");
 }
@@ -196,7 +196,8 @@ TEST_CASE("config: malformed configurations name the file and the line", "[confi
         {"a section that is not a map", "cache: 5\n", 1, "cache must be a map"},
         {"a count below its range", "cache:\n  max_entries: -1\n", 2,
          "cache.max_entries must be a whole number from 1 to 100000000"},
-        {"rise 0", "health:\n  rise: 0\n", 2, "health.rise must be a whole number from 1 to 1000000000"},
+        {"rise 0", "health:\n  rise: 0\n", 2,
+         "health.rise must be a whole number from 1 to 1000000000"},
         {"breaker failures 0", "breaker: {failures: 0}\n", 1,
          "breaker.failures must be a whole number from 1 to 1000000000"},
         {"not an HTTP status", "health:\n  expect: [200, 99]\n", 2,
@@ -299,4 +300,4 @@ TEST_CASE("config: YAML errors name the file and the line", "[config]") {
                Catch::Matchers::EndsWith("absent.yaml: cannot read the file"));
 }
 
-}  // namespace spoa::routing
+}  // namespace spoa::handlers::routing

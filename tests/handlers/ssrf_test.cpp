@@ -10,7 +10,7 @@
 
 #include "spoa/handlers/routing/ssrf.hpp"
 
-namespace spoa::routing {
+namespace spoa::handlers::routing {
 namespace {
 
 using Catch::Matchers::EndsWith;
@@ -469,4 +469,4 @@ TEST_CASE("ssrf: ports outside 1-65535 are refused", "[ssrf]") {
     CHECK(allow.check(ip("10.0.0.1"), 5432) == std::nullopt);
 }
 
-}  // namespace spoa::routing
+}  // namespace spoa::handlers::routing

@@ -18,7 +18,7 @@
 #include "spoa/handlers/routing/static_resolver.hpp"
 #include "test_util.hpp"
 
-namespace spoa::routing {
+namespace spoa::handlers::routing {
 namespace {
 
 using Catch::Matchers::Contains;
@@ -31,7 +31,7 @@ std::shared_ptr<const route_table> table(const std::string& yaml) {
 
 /// The endpoints of the route found for (p, id), as "host:port" strings; "none" when not found,
 /// "error:<code>" for an error route.
-std::string lookup(const route_table& t, protocol p, std::string_view id) {
+std::string lookup(const route_table& t, app_protocol p, std::string_view id) {
     const auto* e = t.find(p, id);
     if (!e) return "none";
     if (const auto* err = std::get_if<resolve_error>(e)) {
@@ -46,7 +46,7 @@ std::string lookup(const route_table& t, protocol p, std::string_view id) {
 }
 
 /// resolve() through the resolver interface (the static resolver answers inline).
-resolve_result resolve(static_resolver& r, protocol p, const std::string& id) {
+resolve_result resolve(static_resolver& r, app_protocol p, const std::string& id) {
     std::optional<resolve_result> got;
     resolve_context ctx;
     ctx.proto = p;
@@ -92,21 +92,21 @@ routes:
     Mixed.Case.COM.: {endpoints: [10.0.0.5:80, 10.0.0.6:80]}
 )");
     CHECK(t->size() == 5);
-    CHECK(lookup(*t, protocol::http, "app.example.com") == "10.0.0.1:80");  // exact wins
-    CHECK(lookup(*t, protocol::http, "other.example.com") == "10.0.0.2:80");
-    CHECK(lookup(*t, protocol::http, "a.b.example.com") == "10.0.0.2:80");
-    CHECK(lookup(*t, protocol::http, "x.eu.example.com") == "10.0.0.3:80");  // longest suffix
-    CHECK(lookup(*t, protocol::http, "x.deep.eu.example.com") == "10.0.0.4:80");
-    CHECK(lookup(*t, protocol::http, "deep.eu.example.com") == "10.0.0.3:80");
+    CHECK(lookup(*t, app_protocol::http, "app.example.com") == "10.0.0.1:80");  // exact wins
+    CHECK(lookup(*t, app_protocol::http, "other.example.com") == "10.0.0.2:80");
+    CHECK(lookup(*t, app_protocol::http, "a.b.example.com") == "10.0.0.2:80");
+    CHECK(lookup(*t, app_protocol::http, "x.eu.example.com") == "10.0.0.3:80");  // longest suffix
+    CHECK(lookup(*t, app_protocol::http, "x.deep.eu.example.com") == "10.0.0.4:80");
+    CHECK(lookup(*t, app_protocol::http, "deep.eu.example.com") == "10.0.0.3:80");
     // "*.example.com" does not match the apex, nor a name merely ending in the same letters.
-    CHECK(lookup(*t, protocol::http, "example.com") == "none");
-    CHECK(lookup(*t, protocol::http, "eu.example.com") == "10.0.0.2:80");
-    CHECK(lookup(*t, protocol::http, "badexample.com") == "none");
-    CHECK(lookup(*t, protocol::http, ".example.com") == "none");
-    CHECK(lookup(*t, protocol::http, "example.com.evil.net") == "none");
+    CHECK(lookup(*t, app_protocol::http, "example.com") == "none");
+    CHECK(lookup(*t, app_protocol::http, "eu.example.com") == "10.0.0.2:80");
+    CHECK(lookup(*t, app_protocol::http, "badexample.com") == "none");
+    CHECK(lookup(*t, app_protocol::http, ".example.com") == "none");
+    CHECK(lookup(*t, app_protocol::http, "example.com.evil.net") == "none");
     // Host-like ids are stored normalised (requests are looked up normalised).
-    CHECK(lookup(*t, protocol::http, "mixed.case.com") == "10.0.0.5:80,10.0.0.6:80");
-    CHECK(lookup(*t, protocol::http, "Mixed.Case.COM.") == "none");
+    CHECK(lookup(*t, app_protocol::http, "mixed.case.com") == "10.0.0.5:80,10.0.0.6:80");
+    CHECK(lookup(*t, app_protocol::http, "Mixed.Case.COM.") == "none");
 }
 
 TEST_CASE("route table: one namespace per protocol", "[static]") {
@@ -122,21 +122,21 @@ routes:
   tls:
     Secure.Example.com: {endpoints: [10.0.0.1:443]}
 )");
-    CHECK(lookup(*t, protocol::http, "app1") == "10.0.0.1:80");
-    CHECK(lookup(*t, protocol::postgres, "app1") == "10.0.0.1:5432");
-    CHECK(lookup(*t, protocol::tcp, "app1") == "none");
-    CHECK(lookup(*t, protocol::tls, "app1") == "none");
-    CHECK(lookup(*t, protocol::tcp, "smtp:2525") == "10.0.0.1:25");
-    CHECK(lookup(*t, protocol::http, "smtp:2525") == "none");
+    CHECK(lookup(*t, app_protocol::http, "app1") == "10.0.0.1:80");
+    CHECK(lookup(*t, app_protocol::postgres, "app1") == "10.0.0.1:5432");
+    CHECK(lookup(*t, app_protocol::tcp, "app1") == "none");
+    CHECK(lookup(*t, app_protocol::tls, "app1") == "none");
+    CHECK(lookup(*t, app_protocol::tcp, "smtp:2525") == "10.0.0.1:25");
+    CHECK(lookup(*t, app_protocol::http, "smtp:2525") == "none");
     // Database names are case-sensitive (not host names): stored as written.
-    CHECK(lookup(*t, protocol::postgres, "App2") == "10.0.0.2:5432");
-    CHECK(lookup(*t, protocol::postgres, "app2") == "none");
+    CHECK(lookup(*t, app_protocol::postgres, "App2") == "10.0.0.2:5432");
+    CHECK(lookup(*t, app_protocol::postgres, "app2") == "none");
     // SNI is a host name: normalised.
-    CHECK(lookup(*t, protocol::tls, "secure.example.com") == "10.0.0.1:443");
+    CHECK(lookup(*t, app_protocol::tls, "secure.example.com") == "10.0.0.1:443");
 
-    // The protocol aliases of parse_protocol are accepted as section names.
+    // The protocol aliases of parse_app_protocol are accepted as section names.
     const auto aliases = table("routes:\n  pg: {db: {endpoints: [10.0.0.9:5432]}}\n");
-    CHECK(lookup(*aliases, protocol::postgres, "db") == "10.0.0.9:5432");
+    CHECK(lookup(*aliases, app_protocol::postgres, "db") == "10.0.0.9:5432");
 }
 
 TEST_CASE("route table: error routes", "[static]") {
@@ -150,7 +150,7 @@ routes:
     gone.example.com: {error: not_found}
     busy.example.com: {error: unavailable, reason: maintenance}
 )");
-    const auto* e = t->find(protocol::http, "suspended.example.com");
+    const auto* e = t->find(app_protocol::http, "suspended.example.com");
     REQUIRE(e != nullptr);
     const auto* err = std::get_if<resolve_error>(e);
     REQUIRE(err != nullptr);
@@ -158,11 +158,11 @@ routes:
     CHECK(err->reason == "tenant suspended");
     CHECK(err->retry_after == 1500ms);
 
-    const auto& gone = std::get<resolve_error>(*t->find(protocol::http, "gone.example.com"));
+    const auto& gone = std::get<resolve_error>(*t->find(app_protocol::http, "gone.example.com"));
     CHECK(gone.code == error_code::not_found);
     CHECK(gone.reason == "not_found");  // the code's name when no reason is given
     CHECK_FALSE(gone.retry_after.has_value());
-    CHECK(lookup(*t, protocol::http, "busy.example.com") == "error:unavailable");
+    CHECK(lookup(*t, app_protocol::http, "busy.example.com") == "error:unavailable");
 }
 
 TEST_CASE("route table: paths sorted by prefix length, metadata, ttl, state", "[static]") {
@@ -184,7 +184,7 @@ routes:
       paths:
         /api: ["[fd00::1]:8080"]
 )");
-    const auto& r = std::get<route>(*t->find(protocol::http, "app.example.com"));
+    const auto& r = std::get<route>(*t->find(app_protocol::http, "app.example.com"));
     REQUIRE(r.paths.size() == 4);
     CHECK(r.paths[0].prefix == "/a/b/c");
     CHECK(r.paths[1].prefix == "/a/b");
@@ -197,7 +197,7 @@ routes:
     CHECK(r.timeout == 30000ms);
     CHECK(r.state == backend_state::asleep);
 
-    const auto& p = std::get<route>(*t->find(protocol::http, "paths-only.example.com"));
+    const auto& p = std::get<route>(*t->find(app_protocol::http, "paths-only.example.com"));
     CHECK(p.endpoints.empty());
     REQUIRE(p.paths.size() == 1);
     CHECK(p.paths[0].endpoints == std::vector<endpoint>{{"fd00::1", 8080}});
@@ -231,28 +231,28 @@ TEST_CASE("route table: bad routes name their line", "[static]") {
 
 TEST_CASE("static resolver: answers from its table", "[static]") {
     auto t = std::make_shared<route_table>();
-    t->add(protocol::http, "app.example.com", route{{{"10.0.0.1", 80}}, {}, {}, {}, {}, {}});
-    t->add(protocol::http, "*.example.com", route{{{"10.0.0.2", 80}}, {}, {}, {}, {}, {}});
-    t->add(protocol::tcp, "smtp:25",
+    t->add(app_protocol::http, "app.example.com", route{{{"10.0.0.1", 80}}, {}, {}, {}, {}, {}});
+    t->add(app_protocol::http, "*.example.com", route{{{"10.0.0.2", 80}}, {}, {}, {}, {}, {}});
+    t->add(app_protocol::tcp, "smtp:25",
            resolve_error{error_code::unavailable, "smtp is down", std::nullopt});
     static_resolver r(t);
     CHECK(r.name() == "static");
     CHECK(r.table() == t);
 
-    const auto ok = resolve(r, protocol::http, "app.example.com");
+    const auto ok = resolve(r, app_protocol::http, "app.example.com");
     REQUIRE(std::holds_alternative<route>(ok));
     CHECK(std::get<route>(ok).endpoints == std::vector<endpoint>{{"10.0.0.1", 80}});
-    const auto wild = resolve(r, protocol::http, "x.example.com");
+    const auto wild = resolve(r, app_protocol::http, "x.example.com");
     CHECK(std::get<route>(wild).endpoints == std::vector<endpoint>{{"10.0.0.2", 80}});
 
-    const auto missing = resolve(r, protocol::http, "nope.org");
+    const auto missing = resolve(r, app_protocol::http, "nope.org");
     REQUIRE(std::holds_alternative<resolve_error>(missing));
     CHECK(std::get<resolve_error>(missing).code == error_code::not_found);
     CHECK(std::get<resolve_error>(missing).reason == "no http route for 'nope.org'");
-    const auto pg = resolve(r, protocol::postgres, "app.example.com");
+    const auto pg = resolve(r, app_protocol::postgres, "app.example.com");
     CHECK(std::get<resolve_error>(pg).reason == "no postgres route for 'app.example.com'");
 
-    const auto err = resolve(r, protocol::tcp, "smtp:25");
+    const auto err = resolve(r, app_protocol::tcp, "smtp:25");
     CHECK(std::get<resolve_error>(err).code == error_code::unavailable);
     CHECK(std::get<resolve_error>(err).reason == "smtp is down");
 
@@ -271,7 +271,7 @@ routes:
 )");
     static_resolver r(path);
     const auto first = r.table();
-    CHECK(lookup(*first, protocol::http, "a.example.com") == "10.0.0.1:80");
+    CHECK(lookup(*first, app_protocol::http, "a.example.com") == "10.0.0.1:80");
 
     SECTION("a broken file keeps the old table and says why") {
         dir.write("routes.yaml", "routes:\n  http:\n    a.example.com: {endpoints: [bad]}\n");
@@ -279,7 +279,7 @@ routes:
         REQUIRE(err.has_value());
         CHECK(*err == "line 3: endpoint 'bad' is not host:port (IPv6 needs brackets)");
         CHECK(r.table() == first);
-        CHECK(std::holds_alternative<route>(resolve(r, protocol::http, "a.example.com")));
+        CHECK(std::holds_alternative<route>(resolve(r, app_protocol::http, "a.example.com")));
 
         dir.write("routes.yaml", "routes:\n  http: {a: [unclosed\n");
         const auto syntax = r.reload();
@@ -300,10 +300,10 @@ routes:
 )");
         CHECK(r.reload() == std::nullopt);
         CHECK(r.table() != first);
-        CHECK(lookup(*r.table(), protocol::http, "a.example.com") == "10.0.0.7:8080");
-        CHECK(lookup(*r.table(), protocol::http, "b.example.com") == "error:forbidden");
+        CHECK(lookup(*r.table(), app_protocol::http, "a.example.com") == "10.0.0.7:8080");
+        CHECK(lookup(*r.table(), app_protocol::http, "b.example.com") == "error:forbidden");
         // The old table stays valid for whoever still holds it.
-        CHECK(lookup(*first, protocol::http, "a.example.com") == "10.0.0.1:80");
+        CHECK(lookup(*first, app_protocol::http, "a.example.com") == "10.0.0.1:80");
     }
 }
 
@@ -378,7 +378,7 @@ TEST_CASE("static resolver: the reload that reads the file last installs its tab
     CHECK(r.reload() == std::nullopt);
     slow.join();
     CHECK(slow_result == std::nullopt);
-    CHECK(lookup(*r.table(), protocol::http, "a.example.com") == "10.0.0.2:80");
+    CHECK(lookup(*r.table(), app_protocol::http, "a.example.com") == "10.0.0.2:80");
     CHECK(r.table()->size() == 1);
 }
 
@@ -390,4 +390,4 @@ TEST_CASE("static resolver: a bad file at construction throws", "[static]") {
                       Contains("missing.yaml: cannot read the file"));
 }
 
-}  // namespace spoa::routing
+}  // namespace spoa::handlers::routing

@@ -11,7 +11,7 @@
 #include <string>
 #include <string_view>
 
-namespace spoa::routing::test {
+namespace spoa::handlers::routing::test {
 
 /// The source tree (set by CMake); $SPOA_TEST_SOURCE_DIR overrides it, to run the contract
 /// tests against a modified copy of haproxy/ (e.g. to see them catch a renamed variable).
@@ -64,4 +64,4 @@ class temp_dir {
     std::filesystem::path path_;
 };
 
-}  // namespace spoa::routing::test
+}  // namespace spoa::handlers::routing::test

@@ -16,7 +16,7 @@
 using spoa::ip_address;
 using spoa::listen_address;
 namespace handlers = spoa::handlers;
-using namespace spoa::routing;
+using namespace spoa::handlers::routing;
 using namespace spoa::remote_test;
 
 namespace {
@@ -58,7 +58,7 @@ class fake_resolver final : public resolver {
         done(std::nullopt);
     }
     void invalidate(const std::string&) override { ++invalidations; }
-    void track_activity(const std::string&, protocol) override { ++activity; }
+    void track_activity(const std::string&, app_protocol) override { ++activity; }
     void on_connect(const std::string&, const resolve_context&) override { ++connects; }
     void on_disconnect(const std::string&, const disconnect_report&) override { ++disconnects; }
     [[nodiscard]] resolver_stats stats() const override { return {0, 0, invalidations.load()}; }
@@ -139,7 +139,7 @@ TEST_CASE("chain resolver: hooks go to both, wake to the resolver that routes th
     first->set("mine", route_to("10.0.0.1", 1));
 
     chain.invalidate("x");
-    chain.track_activity("x", protocol::http);
+    chain.track_activity("x", app_protocol::http);
     chain.on_connect("x", {});
     chain.on_disconnect("x", {});
     CHECK(first->invalidations == 1);
@@ -217,8 +217,8 @@ TEST_CASE("chain resolver: static routes, then the remote control plane", "[chai
         "both.example.com": {"endpoints": ["127.0.0.1:9002"]},
         "sleepy.example.com": {"state": "asleep"}}}})"));
     auto table = std::make_shared<route_table>();
-    table->add(protocol::http, "static.example.com", route_to("127.0.0.1", 8001));
-    table->add(protocol::http, "both.example.com", route_to("127.0.0.1", 8002));
+    table->add(app_protocol::http, "static.example.com", route_to("127.0.0.1", 8001));
+    table->add(app_protocol::http, "both.example.com", route_to("127.0.0.1", 8002));
     auto loop = std::make_shared<handlers::service_loop>();
     remote_resolver_options o;
     o.address = listen_address::parse(server.address());

@@ -16,7 +16,7 @@
 using spoa::ip_address;
 using spoa::listen_address;
 namespace handlers = spoa::handlers;
-using namespace spoa::routing;
+using namespace spoa::handlers::routing;
 using namespace spoa::remote_test;
 
 namespace {
@@ -56,7 +56,7 @@ resolve_context http() {
     return {};
 }
 
-resolve_context proto(protocol p) {
+resolve_context proto(app_protocol p) {
     resolve_context c;
     c.proto = p;
     return c;
@@ -126,7 +126,7 @@ TEST_CASE("remote resolver: resolve returns the control plane's route", "[remote
 
     CHECK(as_route(resolve_sync(*f.resolver, "a.wild.test")).endpoints ==
           std::vector<endpoint>{{"10.1.2.3", 80}});
-    CHECK(as_route(resolve_sync(*f.resolver, "orders", proto(protocol::postgres))).endpoints ==
+    CHECK(as_route(resolve_sync(*f.resolver, "orders", proto(app_protocol::postgres))).endpoints ==
           std::vector<endpoint>{{"127.0.0.1", 5432}});
     const route sleepy = as_route(resolve_sync(*f.resolver, "sleepy.example.com"));
     CHECK(sleepy.state == backend_state::asleep);
@@ -151,8 +151,9 @@ TEST_CASE("remote resolver: errors of the control plane keep their code and reas
         CHECK(e.code == error_code::not_found);
         CHECK(e.reason == "no http route for 'nope.example.com'");
         // Same id, other protocol: ids live in one namespace per protocol.
-        CHECK(as_error(resolve_sync(*f.resolver, "app.example.com", proto(protocol::tls))).code ==
-              error_code::not_found);
+        CHECK(
+            as_error(resolve_sync(*f.resolver, "app.example.com", proto(app_protocol::tls))).code ==
+            error_code::not_found);
     }
     SECTION("per-route errors with retry_after") {
         const auto e = as_error(resolve_sync(*f.resolver, "down.example.com"));
@@ -232,7 +233,7 @@ TEST_CASE("remote resolver: an unreachable control plane fails calls fast with u
     CHECK(r->reconnects() > 0);  // it keeps trying
     CHECK(r->remote_stats().pending == 0);
     // Notifications are dropped, not queued.
-    r->track_activity("app.example.com", protocol::http);
+    r->track_activity("app.example.com", app_protocol::http);
     CHECK(r->remote_stats().notifications_dropped >= 1);
     r.reset();
     loop->join();
@@ -283,8 +284,8 @@ TEST_CASE("remote resolver: invalidate pushes reach the handler", "[remote][unit
     REQUIRE_PYTHON();
     fixture f;
     std::mutex m;
-    std::vector<std::pair<std::string, std::optional<protocol>>> seen;
-    f.resolver->set_invalidation_handler([&](std::string id, std::optional<protocol> p) {
+    std::vector<std::pair<std::string, std::optional<app_protocol>>> seen;
+    f.resolver->set_invalidation_handler([&](std::string id, std::optional<app_protocol> p) {
         CHECK(f.loop->on_loop_thread());
         std::lock_guard lock(m);
         seen.emplace_back(std::move(id), p);
@@ -301,7 +302,7 @@ TEST_CASE("remote resolver: invalidate pushes reach the handler", "[remote][unit
     {
         std::lock_guard lock(m);
         CHECK(seen[0].first == "app.example.com");
-        CHECK(seen[0].second == protocol::http);
+        CHECK(seen[0].second == app_protocol::http);
     }
     CHECK(as_route(resolve_sync(*f.resolver, "app.example.com")).endpoints ==
           std::vector<endpoint>{{"127.0.0.1", 7777}});
@@ -316,13 +317,13 @@ TEST_CASE("remote resolver: invalidate pushes reach the handler", "[remote][unit
     }
     f.server.admin("delete postgres orders");
     REQUIRE(eventually([&] { return n() == 3; }));
-    CHECK(as_error(resolve_sync(*f.resolver, "orders", proto(protocol::postgres))).code ==
+    CHECK(as_error(resolve_sync(*f.resolver, "orders", proto(app_protocol::postgres))).code ==
           error_code::not_found);
     CHECK(f.resolver->stats().invalidations == 3);
 
     // A throwing handler is contained.
     f.resolver->set_invalidation_handler(
-        [](std::string, std::optional<protocol>) { throw std::runtime_error("boom"); });
+        [](std::string, std::optional<app_protocol>) { throw std::runtime_error("boom"); });
     f.server.admin("invalidate x.example.com http");
     REQUIRE(eventually([&] { return f.resolver->stats().invalidations == 4; }));
     CHECK(f.resolver->connected());
@@ -340,7 +341,7 @@ TEST_CASE("remote resolver: no invalidation handler runs once it was removed", "
     std::atomic<bool> entered{false};
     std::atomic<bool> removed{false};
     std::atomic<bool> ran_after_removal{false};
-    f.resolver->set_invalidation_handler([&](std::string, std::optional<protocol>) {
+    f.resolver->set_invalidation_handler([&](std::string, std::optional<app_protocol>) {
         entered = true;
         std::this_thread::sleep_for(300ms);
         if (removed.load()) ran_after_removal = true;
@@ -366,10 +367,10 @@ TEST_CASE("remote resolver: the invalidation handler may replace itself or drop 
     fixture f;
     std::atomic<int> calls{0};
     std::promise<void> done;
-    f.resolver->set_invalidation_handler([&](std::string, std::optional<protocol>) {
+    f.resolver->set_invalidation_handler([&](std::string, std::optional<app_protocol>) {
         ++calls;
         // On the loop thread, inside the push: neither may deadlock.
-        f.resolver->set_invalidation_handler([&](std::string, std::optional<protocol>) {
+        f.resolver->set_invalidation_handler([&](std::string, std::optional<app_protocol>) {
             ++calls;
             f.resolver.reset();
             done.set_value();
@@ -397,8 +398,8 @@ TEST_CASE("remote resolver: wake and the notifications", "[remote][unit]") {
     CHECK(f.resolver->remote_stats().wake.calls == 2);
     CHECK(f.resolver->remote_stats().wake.errors == 1);
 
-    f.resolver->track_activity("app.example.com", protocol::http);
-    resolve_context ctx = proto(protocol::postgres);
+    f.resolver->track_activity("app.example.com", app_protocol::http);
+    resolve_context ctx = proto(app_protocol::postgres);
     ctx.attributes["user"] = "bob";
     f.resolver->on_connect("orders", ctx);
     f.resolver->on_disconnect("orders", disconnect_report{10, 20, 300ms});

@@ -20,6 +20,7 @@
 namespace spoa::remote_test {
 
 using namespace std::chrono_literals;
+namespace routing = handlers::routing;
 
 /// True when SPOA_TEST_PYTHON can run the reference server (python3-msgpack installed).
 [[nodiscard]] bool python_available();

@@ -16,19 +16,21 @@
 
 namespace {
 
-class zone_resolver final : public spoa::routing::resolver {
+class zone_resolver final : public spoa::handlers::routing::resolver {
   public:
-    zone_resolver(std::string zone, spoa::routing::endpoint pool)
+    zone_resolver(std::string zone, spoa::handlers::routing::endpoint pool)
         : suffix_("." + std::move(zone)), pool_(std::move(pool)) {}
 
-    void resolve(const std::string& id, const spoa::routing::resolve_context& /*ctx*/,
-                 spoa::routing::resolve_callback done) override {
+    void resolve(const std::string& id, const spoa::handlers::routing::resolve_context& /*ctx*/,
+                 spoa::handlers::routing::resolve_callback done) override {
         if (!id.ends_with(suffix_)) {
-            done(spoa::routing::resolve_error{
-                spoa::routing::error_code::not_found, "not in zone " + suffix_.substr(1), {}});
+            done(spoa::handlers::routing::resolve_error{
+                spoa::handlers::routing::error_code::not_found,
+                "not in zone " + suffix_.substr(1),
+                {}});
             return;
         }
-        spoa::routing::route r;
+        spoa::handlers::routing::route r;
         r.endpoints = {pool_};
         done(std::move(r));
     }
@@ -36,7 +38,7 @@ class zone_resolver final : public spoa::routing::resolver {
 
   private:
     std::string suffix_;
-    spoa::routing::endpoint pool_;
+    spoa::handlers::routing::endpoint pool_;
 };
 
 }  // namespace
@@ -51,11 +53,11 @@ int main(int argc, char** argv) {
     cfg.logger = spdlog::stderr_logger_mt("zone-router");
     spoa::agent agent(cfg);
 
-    spoa::routing::routing_config routing;  // defaults: 1 s cache, SSRF blocklist...
-    routing.ssrf = spoa::routing::ssrf_policy::allowlist(
-        {{*spoa::routing::cidr::parse("127.0.0.0/8"), "the pool is on this host"}});
+    spoa::handlers::routing::routing_config routing;  // defaults: 1 s cache, SSRF blocklist...
+    routing.ssrf = spoa::handlers::routing::ssrf_policy::allowlist(
+        {{*spoa::handlers::routing::cidr::parse("127.0.0.0/8"), "the pool is on this host"}});
     auto resolver =
-        std::make_shared<zone_resolver>(argv[2], spoa::routing::endpoint::parse(argv[3]));
-    spoa::routing::service service(resolver, routing, agent, cfg.logger);
+        std::make_shared<zone_resolver>(argv[2], spoa::handlers::routing::endpoint::parse(argv[3]));
+    spoa::handlers::routing::service service(resolver, routing, agent, cfg.logger);
     agent.run();  // until SIGTERM/SIGINT, then drains
 }

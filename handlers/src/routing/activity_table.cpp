@@ -2,9 +2,9 @@
 
 #include <algorithm>
 
-namespace spoa::routing {
+namespace spoa::handlers::routing {
 
-std::shared_ptr<resource_activity> activity_table::record(protocol p, const std::string& key,
+std::shared_ptr<resource_activity> activity_table::record(app_protocol p, const std::string& key,
                                                           const std::string& id) {
     std::lock_guard lock(mutex_);
     if (const auto it = entries_.find(key); it != entries_.end()) {
@@ -33,4 +33,4 @@ activity_table::counts activity_table::stats() const {
     return {entries_.size(), evictions_};
 }
 
-}  // namespace spoa::routing
+}  // namespace spoa::handlers::routing

@@ -2,7 +2,7 @@
 
 #include <stdexcept>
 
-namespace spoa::routing {
+namespace spoa::handlers::routing {
 
 chain_resolver::chain_resolver(std::shared_ptr<resolver> first, std::shared_ptr<resolver> fallback)
     : first_(std::move(first)), fallback_(std::move(fallback)) {
@@ -59,7 +59,7 @@ void chain_resolver::on_disconnect(const std::string& id, const disconnect_repor
     fallback_->on_disconnect(id, r);
 }
 
-void chain_resolver::track_activity(const std::string& id, protocol p) {
+void chain_resolver::track_activity(const std::string& id, app_protocol p) {
     first_->track_activity(id, p);
     fallback_->track_activity(id, p);
 }
@@ -75,4 +75,4 @@ resolver_stats chain_resolver::stats() const {
             first_->stats().invalidations + fallback_->stats().invalidations};
 }
 
-}  // namespace spoa::routing
+}  // namespace spoa::handlers::routing

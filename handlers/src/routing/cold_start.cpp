@@ -6,7 +6,7 @@
 
 #include "spoa/handlers/routing/tcp_probe.hpp"
 
-namespace spoa::routing {
+namespace spoa::handlers::routing {
 namespace {
 
 /// Granularity of per-request deadlines while something is starting.
@@ -439,4 +439,4 @@ void cold_starter::register_metrics(metrics_registry& m) {
     });
 }
 
-}  // namespace spoa::routing
+}  // namespace spoa::handlers::routing

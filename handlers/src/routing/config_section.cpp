@@ -4,7 +4,7 @@
 #include <cassert>
 #include <stdexcept>
 
-namespace spoa::routing {
+namespace spoa::handlers::routing {
 
 void config_error(const std::string& origin, const YAML::Node& at, const std::string& problem) {
     const std::string line = std::to_string(at.Mark().line + 1);
@@ -123,4 +123,4 @@ std::optional<std::vector<long>> config_section::statuses(std::string_view key) 
     return out;
 }
 
-}  // namespace spoa::routing
+}  // namespace spoa::handlers::routing

@@ -16,7 +16,7 @@
 #include <utility>
 #include <vector>
 
-namespace spoa::routing {
+namespace spoa::handlers::routing {
 
 [[noreturn]] void config_error(const std::string& origin, const YAML::Node& at,
                                const std::string& problem);
@@ -77,4 +77,4 @@ class config_section {
     std::vector<std::string_view> known_;
 };
 
-}  // namespace spoa::routing
+}  // namespace spoa::handlers::routing

@@ -6,7 +6,7 @@
 
 #include <cstring>
 
-namespace spoa::routing {
+namespace spoa::handlers::routing {
 namespace {
 
 /// One check in progress: the route, where each host's addresses go, and how many lookups are
@@ -151,4 +151,4 @@ void endpoint_checker::check(route r, done_fn done) {
     if (job->outstanding == 0) job->finish();
 }
 
-}  // namespace spoa::routing
+}  // namespace spoa::handlers::routing

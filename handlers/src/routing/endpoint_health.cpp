@@ -5,7 +5,7 @@
 #include "spoa/handlers/routing/route_cache.hpp"
 #include "spoa/handlers/routing/tcp_probe.hpp"
 
-namespace spoa::routing {
+namespace spoa::handlers::routing {
 namespace {
 
 const char* circuit_name(endpoint_state::breaker b) {
@@ -287,4 +287,4 @@ void endpoint_health::register_metrics(metrics_registry& m) {
     });
 }
 
-}  // namespace spoa::routing
+}  // namespace spoa::handlers::routing

@@ -7,7 +7,7 @@
 
 #include "spoa/handlers/routing/router.hpp"
 
-namespace spoa::routing {
+namespace spoa::handlers::routing {
 namespace {
 
 std::uint64_t to_u64(std::string_view s) {
@@ -36,7 +36,7 @@ std::optional<feedback_event> parse_feedback_line(std::string_view line) {
         if (key == "route") {
             ev.id = std::string(value);
         } else if (key == "proto") {
-            if (const auto p = parse_protocol(value)) ev.proto = *p;
+            if (const auto p = parse_app_protocol(value)) ev.proto = *p;
         } else if (key == "to") {
             // ip:port, the ip possibly IPv6 (HAProxy prints it bare): split at the last colon.
             const auto colon = value.rfind(':');
@@ -119,11 +119,11 @@ void feedback_log::on_line(std::string_view line) {
             router_.health().report_success(*state);
         }
     }
-    if (ev->proto != protocol::http) {
+    if (ev->proto != app_protocol::http) {
         resolver_.on_disconnect(ev->id,
                                 disconnect_report{ev->bytes_in, ev->bytes_out,
                                                   std::chrono::milliseconds(ev->duration_ms)});
     }
 }
 
-}  // namespace spoa::routing
+}  // namespace spoa::handlers::routing

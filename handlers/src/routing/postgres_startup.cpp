@@ -1,6 +1,6 @@
 #include "spoa/handlers/routing/postgres_startup.hpp"
 
-namespace spoa::routing {
+namespace spoa::handlers::routing {
 namespace {
 
 std::uint32_t be32(const char* p) noexcept {
@@ -113,4 +113,4 @@ postgres_startup parse_postgres_startup(std::string_view bytes) noexcept {
     return s;
 }
 
-}  // namespace spoa::routing
+}  // namespace spoa::handlers::routing

@@ -14,7 +14,7 @@
 
 #include <msgpack.hpp>
 
-namespace spoa::routing {
+namespace spoa::handlers::routing {
 namespace detail {
 namespace {
 
@@ -96,7 +96,7 @@ std::string encode_context_params(const std::string& id, const resolve_context& 
 }
 
 /// `[{id, protocol}]`
-std::string encode_id_params(const std::string& id, protocol p) {
+std::string encode_id_params(const std::string& id, app_protocol p) {
     std::string out;
     string_sink sink{&out};
     packer pk(sink);
@@ -801,10 +801,10 @@ class remote_client : public std::enable_shared_from_this<remote_client> {
             return "invalidate params are not [id] or [id, protocol]";
         if (!is_str(params.ptr[0]) || params.ptr[0].via.str.size == 0)
             return "invalidate id is not a non-empty string";
-        std::optional<protocol> p;
+        std::optional<app_protocol> p;
         if (params.size == 2 && params.ptr[1].type != msgpack::type::NIL) {
             if (!is_str(params.ptr[1])) return "invalidate protocol is not a string";
-            p = parse_protocol(str(params.ptr[1]));
+            p = parse_app_protocol(str(params.ptr[1]));
             if (!p)
                 return "invalidate protocol '" + std::string(str(params.ptr[1])) + "' is unknown";
         }
@@ -997,7 +997,7 @@ void remote_resolver::on_disconnect(const std::string& id, const disconnect_repo
     client_->notify("disconnect", std::move(out));
 }
 
-void remote_resolver::track_activity(const std::string& id, protocol p) {
+void remote_resolver::track_activity(const std::string& id, app_protocol p) {
     client_->notify("activity", detail::encode_id_params(id, p));
 }
 
@@ -1082,4 +1082,4 @@ void remote_resolver::render_metrics(std::string& out) const {
                               addr + ",method=\"" + std::string(m) + "\"", call_latency(m));
 }
 
-}  // namespace spoa::routing
+}  // namespace spoa::handlers::routing

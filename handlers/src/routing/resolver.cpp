@@ -3,27 +3,27 @@
 #include <charconv>
 #include <stdexcept>
 
-namespace spoa::routing {
+namespace spoa::handlers::routing {
 
-std::string_view to_string(protocol p) noexcept {
+std::string_view to_string(app_protocol p) noexcept {
     switch (p) {
-        case protocol::http:
+        case app_protocol::http:
             return "http";
-        case protocol::postgres:
+        case app_protocol::postgres:
             return "postgres";
-        case protocol::tcp:
+        case app_protocol::tcp:
             return "tcp";
-        case protocol::tls:
+        case app_protocol::tls:
             return "tls";
     }
     return "unknown";
 }
 
-std::optional<protocol> parse_protocol(std::string_view s) noexcept {
-    if (s == "http") return protocol::http;
-    if (s == "postgres" || s == "postgresql" || s == "pg") return protocol::postgres;
-    if (s == "tcp") return protocol::tcp;
-    if (s == "tls") return protocol::tls;
+std::optional<app_protocol> parse_app_protocol(std::string_view s) noexcept {
+    if (s == "http") return app_protocol::http;
+    if (s == "postgres" || s == "postgresql" || s == "pg") return app_protocol::postgres;
+    if (s == "tcp") return app_protocol::tcp;
+    if (s == "tls") return app_protocol::tls;
     return std::nullopt;
 }
 
@@ -124,4 +124,4 @@ std::string endpoint::to_string() const {
     return host + ":" + std::to_string(port);
 }
 
-}  // namespace spoa::routing
+}  // namespace spoa::handlers::routing

@@ -3,7 +3,7 @@
 #include <array>
 #include <cstdint>
 
-namespace spoa::routing {
+namespace spoa::handlers::routing {
 
 namespace {
 
@@ -53,4 +53,4 @@ std::string normalize_host(std::string_view host) {
     return std::string(normalize_host(host, buf.data(), buf.size()));
 }
 
-}  // namespace spoa::routing
+}  // namespace spoa::handlers::routing

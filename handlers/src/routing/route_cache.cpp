@@ -3,7 +3,7 @@
 #include <cstring>
 #include <random>
 
-namespace spoa::routing {
+namespace spoa::handlers::routing {
 
 namespace {
 
@@ -323,4 +323,4 @@ cache_stats route_cache::stats() const {
     return st;
 }
 
-}  // namespace spoa::routing
+}  // namespace spoa::handlers::routing

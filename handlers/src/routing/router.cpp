@@ -9,7 +9,7 @@
 #include "spoa/handlers/routing/postgres_startup.hpp"
 #include "spoa/handlers/routing/resource_id.hpp"
 
-namespace spoa::routing {
+namespace spoa::handlers::routing {
 namespace {
 
 std::uint64_t now_ns() noexcept {
@@ -22,7 +22,7 @@ std::uint64_t now_ns() noexcept {
 struct key_buffer {
     char data[640];
     std::size_t size = 0;
-    [[nodiscard]] bool build(protocol p, std::string_view id) noexcept {
+    [[nodiscard]] bool build(app_protocol p, std::string_view id) noexcept {
         const std::string_view proto = to_string(p);
         if (proto.size() + 1 + id.size() > sizeof data) return false;
         std::memcpy(data, proto.data(), proto.size());
@@ -51,7 +51,7 @@ std::uint64_t started_of(const message& m) noexcept {
 using contract::cache_label;
 using contract::decision_kind;
 
-std::vector<std::uint8_t> bytes_of(const spoa::protocol::byte_buffer& b) {
+std::vector<std::uint8_t> bytes_of(const protocol::byte_buffer& b) {
     const auto v = b.view();
     return {v.begin(), v.end()};
 }
@@ -110,7 +110,7 @@ struct router::request final : cache_waiter {
 
     router& owner;
     async_reply reply;
-    protocol proto;
+    app_protocol proto;
     std::string id;
     std::string path;
     std::uint64_t started_ns;
@@ -139,7 +139,7 @@ struct router::cold_request final : cold_waiter {
 
     router& owner;
     async_reply reply;
-    protocol proto;
+    app_protocol proto;
     std::string id;
     std::string path;
     std::uint64_t started_ns;
@@ -161,13 +161,11 @@ router::router(std::shared_ptr<resolver> r, ssrf_policy policy, router_options o
     if (!log_) log_ = spdlog::default_logger();
     for (std::size_t l = 0; l < contract::cache_label_count; ++l) {
         for (std::size_t k = 0; k < contract::decision_kind_count; ++k) {
-            spoa::protocol::byte_buffer b;
-            spoa::protocol::encode_set_var(
-                b, var_scope::txn, contract::var::cache,
-                typed_value::string(to_string(static_cast<cache_label>(l))));
-            spoa::protocol::encode_set_var(
-                b, var_scope::txn, contract::var::kind,
-                typed_value::string(to_string(static_cast<decision_kind>(k))));
+            protocol::byte_buffer b;
+            protocol::encode_set_var(b, var_scope::txn, contract::var::cache,
+                                     typed_value::string(to_string(static_cast<cache_label>(l))));
+            protocol::encode_set_var(b, var_scope::txn, contract::var::kind,
+                                     typed_value::string(to_string(static_cast<decision_kind>(k))));
             label_kind_actions_[l][k] = bytes_of(b);
         }
     }
@@ -192,9 +190,9 @@ void router::attach(agent& a) {
                 400, "text/plain",
                 "usage: POST /invalidate?id=<id>[&protocol=http|postgres|tcp|tls]\n"};
         }
-        std::optional<protocol> p;
+        std::optional<app_protocol> p;
         if (const auto proto = req.query.find("protocol"); proto != req.query.end()) {
-            p = parse_protocol(proto->second);
+            p = parse_app_protocol(proto->second);
             if (!p) return admin_response{400, "text/plain", "unknown protocol\n"};
         }
         const std::size_t n = invalidate(id->second, p);
@@ -218,11 +216,12 @@ void router::attach(agent& a) {
     a.metrics().add_collector([this](std::string& out) { render_metrics(out); });
 }
 
-std::size_t router::invalidate(std::string_view raw_id, std::optional<protocol> p) {
+std::size_t router::invalidate(std::string_view raw_id, std::optional<app_protocol> p) {
     std::size_t n = 0;
-    for (protocol proto : {protocol::http, protocol::postgres, protocol::tcp, protocol::tls}) {
+    for (app_protocol proto :
+         {app_protocol::http, app_protocol::postgres, app_protocol::tcp, app_protocol::tls}) {
         if (p && *p != proto) continue;
-        const std::string id = (proto == protocol::http || proto == protocol::tls)
+        const std::string id = (proto == app_protocol::http || proto == app_protocol::tls)
                                    ? normalize_host(raw_id)
                                    : std::string(raw_id);
         key_buffer key;
@@ -247,9 +246,9 @@ void router::handle_http(const message& m, reply& reply) {
         return;
     }
     const std::string_view path = m.try_string(contract::arg::path).value_or("/");
-    decide({protocol::http, host, path, started}, reply, [&] {
+    decide({app_protocol::http, host, path, started}, reply, [&] {
         resolve_context ctx;
-        ctx.proto = protocol::http;
+        ctx.proto = app_protocol::http;
         ctx.path = std::string(path);
         ctx.source = m.try_ip(contract::arg::src);
         return ctx;
@@ -318,9 +317,9 @@ void router::handle_postgres(const message& m, reply& reply) {
                        cache_label::none, started);
         return;
     }
-    decide({protocol::postgres, id, {}, started}, reply, [&] {
+    decide({app_protocol::postgres, id, {}, started}, reply, [&] {
         resolve_context ctx;
-        ctx.proto = protocol::postgres;
+        ctx.proto = app_protocol::postgres;
         ctx.source = m.try_ip(contract::arg::src);
         ctx.sni = std::string(sni);
         if (startup.type == kind::startup) {
@@ -377,9 +376,9 @@ void router::handle_tcp(const message& m, reply& reply) {
         return;
     }
     const std::string id = std::string(service) + ":" + value;
-    decide({protocol::tcp, id, {}, started}, reply, [&] {
+    decide({app_protocol::tcp, id, {}, started}, reply, [&] {
         resolve_context ctx;
-        ctx.proto = protocol::tcp;
+        ctx.proto = app_protocol::tcp;
         ctx.service = std::string(service);
         ctx.source = src;
         ctx.destination = dst;
@@ -398,9 +397,9 @@ void router::handle_tls(const message& m, reply& reply) {
         answer_refusal(reply, "", 400, "TLS ClientHello without SNI", cache_label::none, started);
         return;
     }
-    decide({protocol::tls, sni, {}, started}, reply, [&] {
+    decide({app_protocol::tls, sni, {}, started}, reply, [&] {
         resolve_context ctx;
-        ctx.proto = protocol::tls;
+        ctx.proto = app_protocol::tls;
         ctx.service = std::string(m.try_string(contract::arg::service).value_or("tls"));
         ctx.sni = std::string(sni);
         ctx.source = m.try_ip(contract::arg::src);
@@ -529,22 +528,22 @@ void router::start_resolve(std::string key, std::string id, resolve_context ctx)
 }
 
 void router::encode_answers(checked_route& route, std::string_view id) const {
-    spoa::protocol::byte_buffer tail;  // the same for every endpoint: metadata, resource
+    protocol::byte_buffer tail;  // the same for every endpoint: metadata, resource
     std::size_t tail_count = 0;
     for (const auto& [key, var] : opts_.metadata_variables) {
         const auto it = route.metadata.find(key);
         if (it == route.metadata.end() || !reply::valid_name(var)) continue;
-        spoa::protocol::encode_set_var(tail, var_scope::txn, var, typed_value::string(it->second));
+        protocol::encode_set_var(tail, var_scope::txn, var, typed_value::string(it->second));
         ++tail_count;
     }
-    spoa::protocol::encode_set_var(tail, var_scope::txn, contract::var::resource,
-                                   typed_value::string(id));
+    protocol::encode_set_var(tail, var_scope::txn, contract::var::resource,
+                             typed_value::string(id));
     ++tail_count;
     const auto encode_endpoint = [&](checked_endpoint& ep) {
-        spoa::protocol::byte_buffer b;
-        spoa::protocol::encode_set_var(b, var_scope::txn, contract::var::ip, ip_value(ep.address));
-        spoa::protocol::encode_set_var(b, var_scope::txn, contract::var::port,
-                                       typed_value::int64(ep.port));
+        protocol::byte_buffer b;
+        protocol::encode_set_var(b, var_scope::txn, contract::var::ip, ip_value(ep.address));
+        protocol::encode_set_var(b, var_scope::txn, contract::var::port,
+                                 typed_value::int64(ep.port));
         b.append(tail.view());
         ep.answer_actions = bytes_of(b);
         ep.answer_count = 2 + tail_count;
@@ -611,7 +610,7 @@ void router::answer(reply& r, const decision& req,
         return;
     }
     const std::vector<checked_endpoint>* eps = &route->endpoints;
-    if (req.proto == protocol::http) {
+    if (req.proto == app_protocol::http) {
         // Longest prefix first (the resolver sorted them); the host's own endpoints otherwise.
         for (const auto& p : route->paths) {
             if (path_has_prefix(req.path, p.prefix)) {
@@ -704,7 +703,7 @@ void router::note_activity(const decision& d, const checked_route& route, std::u
         service_->post(
             [this, id = a->id, p = a->proto](uv_loop_t*) { resolver_->track_activity(id, p); });
     }
-    if (opts_.connect_events && d.proto != protocol::http) {
+    if (opts_.connect_events && d.proto != app_protocol::http) {
         service_->post([this, id = a->id, p = a->proto](uv_loop_t*) {
             resolve_context ctx;
             ctx.proto = p;
@@ -724,7 +723,8 @@ void router::render_metrics(std::string& out) const {
     namespace prom = spoa::prometheus;
     prom::header(out, "spoa_route_decisions_total", "Routing decisions, by protocol and result.",
                  "counter");
-    for (protocol p : {protocol::http, protocol::postgres, protocol::tcp, protocol::tls}) {
+    for (app_protocol p :
+         {app_protocol::http, app_protocol::postgres, app_protocol::tcp, app_protocol::tls}) {
         const auto i = static_cast<std::size_t>(p);
         const std::string proto = "protocol=\"" + std::string(to_string(p)) + "\"";
         prom::sample(out, "spoa_route_decisions_total", proto + ",result=\"ok\"",
@@ -788,4 +788,4 @@ void router::render_metrics(std::string& out) const {
                  "resolver=\"" + std::string(resolver_->name()) + "\"", rs.errors);
 }
 
-}  // namespace spoa::routing
+}  // namespace spoa::handlers::routing

@@ -9,7 +9,7 @@
 #include "spoa/handlers/routing/contract.hpp"
 #include "spoa/handlers/routing/static_resolver.hpp"
 
-namespace spoa::routing {
+namespace spoa::handlers::routing {
 namespace {
 
 constexpr std::uint64_t max_table_size = 100'000'000;
@@ -302,4 +302,4 @@ routing_config parse_routing_config(const std::string& yaml, const std::string& 
     }
 }
 
-}  // namespace spoa::routing
+}  // namespace spoa::handlers::routing

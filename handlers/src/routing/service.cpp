@@ -12,7 +12,7 @@
 #include "spoa/handlers/routing/static_resolver.hpp"
 #include "spoa/handlers/service_loop.hpp"
 
-namespace spoa::routing {
+namespace spoa::handlers::routing {
 
 service::service(const routing_config& cfg, agent& a, std::shared_ptr<spdlog::logger> logger)
     : logger_(std::move(logger)), loop_(std::make_shared<handlers::service_loop>()) {
@@ -55,7 +55,7 @@ void service::start(std::shared_ptr<resolver> active, const routing_config& cfg,
     if (remote_) {
         // Control-plane pushes run on the service loop, which ends before the router.
         remote_->set_invalidation_handler(
-            [r = router_.get()](std::string id, std::optional<protocol> p) {
+            [r = router_.get()](std::string id, std::optional<app_protocol> p) {
                 r->invalidate(id, p);
             });
         a.metrics().add_collector(
@@ -99,4 +99,4 @@ std::size_t check_routing_file(const std::string& path) {
     return static_resolver(path).table()->size();
 }
 
-}  // namespace spoa::routing
+}  // namespace spoa::handlers::routing

@@ -2,7 +2,7 @@
 
 #include <charconv>
 
-namespace spoa::routing {
+namespace spoa::handlers::routing {
 
 std::optional<cidr> cidr::parse(std::string_view text) {
     const auto slash = text.find('/');
@@ -178,4 +178,4 @@ std::optional<std::string> ssrf_policy::check(const ip_address& ip, std::uint32_
     return check(ip);
 }
 
-}  // namespace spoa::routing
+}  // namespace spoa::handlers::routing

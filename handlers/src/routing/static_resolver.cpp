@@ -8,7 +8,7 @@
 #include "config_section.hpp"
 #include "spoa/handlers/routing/resource_id.hpp"
 
-namespace spoa::routing {
+namespace spoa::handlers::routing {
 namespace {
 
 [[noreturn]] void bad(const YAML::Node& n, const std::string& what) {
@@ -99,7 +99,7 @@ YAML::Node load_yaml_file(const std::string& path) {
     }
 }
 
-void route_table::add(protocol p, std::string id, entry e) {
+void route_table::add(app_protocol p, std::string id, entry e) {
     auto& t = tables_[static_cast<std::size_t>(p)];
     if (id.starts_with("*.")) {
         t.wildcards.emplace_back(id.substr(1), std::move(e));
@@ -118,7 +118,7 @@ std::shared_ptr<const route_table> route_table::parse(const YAML::Node& routes) 
         bad(routes, "routes must map a protocol (http, postgres, tcp, tls) to ids");
     for (const auto& proto_node : routes) {
         const auto proto_name = proto_node.first.as<std::string>();
-        const auto proto = parse_protocol(proto_name);
+        const auto proto = parse_app_protocol(proto_name);
         if (!proto)
             bad(proto_node.first,
                 "unknown protocol '" + proto_name + "' (http, postgres, tcp, tls)");
@@ -127,7 +127,8 @@ std::shared_ptr<const route_table> route_table::parse(const YAML::Node& routes) 
         for (const auto& r : proto_node.second) {
             std::string id = r.first.as<std::string>();
             // Host-like ids are stored the way requests are looked up.
-            if (*proto == protocol::http || *proto == protocol::tls) id = normalize_host(id);
+            if (*proto == app_protocol::http || *proto == app_protocol::tls)
+                id = normalize_host(id);
             if (id.empty()) bad(r.first, "empty route id");
             auto entry = parse_entry(r.second, "routes." + proto_name + "." + id);
             table->add(*proto, std::move(id), std::move(entry));
@@ -136,7 +137,7 @@ std::shared_ptr<const route_table> route_table::parse(const YAML::Node& routes) 
     return table;
 }
 
-const route_table::entry* route_table::find(protocol p, std::string_view id) const {
+const route_table::entry* route_table::find(app_protocol p, std::string_view id) const {
     const auto& t = tables_[static_cast<std::size_t>(p)];
     if (const auto it = t.exact.find(id); it != t.exact.end()) return &it->second;
     for (const auto& [suffix, e] : t.wildcards) {
@@ -202,4 +203,4 @@ resolver_stats static_resolver::stats() const {
     return {calls_.load(std::memory_order_relaxed), misses_.load(std::memory_order_relaxed), 0};
 }
 
-}  // namespace spoa::routing
+}  // namespace spoa::handlers::routing

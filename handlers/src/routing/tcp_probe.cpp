@@ -1,6 +1,6 @@
 #include "spoa/handlers/routing/tcp_probe.hpp"
 
-namespace spoa::routing {
+namespace spoa::handlers::routing {
 namespace {
 
 /// A TCP connect with a timeout, on the service loop.
@@ -62,4 +62,4 @@ void probe_tcp(uv_loop_t* loop, const ip_address& ip, std::uint16_t port,
         static_cast<std::uint64_t>(timeout.count()), 0);
 }
 
-}  // namespace spoa::routing
+}  // namespace spoa::handlers::routing

@@ -19,14 +19,14 @@
 
 #include "spoa/handlers/routing/route_cache.hpp"
 
-namespace spoa::routing {
+namespace spoa::handlers::routing {
 
 class activity_table {
   public:
     explicit activity_table(std::size_t max_entries) : max_entries_(max_entries) {}
 
     /// The record of `key` (made if absent), now the most recently resolved one.
-    [[nodiscard]] std::shared_ptr<resource_activity> record(protocol p, const std::string& key,
+    [[nodiscard]] std::shared_ptr<resource_activity> record(app_protocol p, const std::string& key,
                                                             const std::string& id);
     /// Calls `fn` for every record, under the table's lock (keep it short).
     void for_each(const std::function<void(const resource_activity&)>& fn) const;
@@ -49,4 +49,4 @@ class activity_table {
     std::uint64_t evictions_ = 0;
 };
 
-}  // namespace spoa::routing
+}  // namespace spoa::handlers::routing

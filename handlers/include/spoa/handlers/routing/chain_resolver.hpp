@@ -9,7 +9,7 @@
 
 #include "spoa/handlers/routing/resolver.hpp"
 
-namespace spoa::routing {
+namespace spoa::handlers::routing {
 
 /// Ownership: shares both resolvers; callbacks in flight also hold them (and the counters), so a
 /// chain destroyed mid-call is safe, and the last reference to a resolver may be released on the
@@ -31,7 +31,7 @@ class chain_resolver final : public resolver {
     // Hooks and invalidations go to both resolvers.
     void on_connect(const std::string& id, const resolve_context& ctx) override;
     void on_disconnect(const std::string& id, const disconnect_report& r) override;
-    void track_activity(const std::string& id, protocol p) override;
+    void track_activity(const std::string& id, app_protocol p) override;
     void invalidate(const std::string& id) override;
 
     /// calls and errors as the chain answered them; invalidations of both resolvers.
@@ -59,4 +59,4 @@ class chain_resolver final : public resolver {
     std::shared_ptr<counters> state_ = std::make_shared<counters>();
 };
 
-}  // namespace spoa::routing
+}  // namespace spoa::handlers::routing

@@ -29,7 +29,7 @@ namespace spdlog {
 class logger;
 }
 
-namespace spoa::routing {
+namespace spoa::handlers::routing {
 
 struct cold_start_options {
     bool enabled = false;
@@ -150,4 +150,4 @@ class cold_starter {
     std::atomic<std::uint64_t> waiter_timeouts_{0};
 };
 
-}  // namespace spoa::routing
+}  // namespace spoa::handlers::routing

@@ -8,7 +8,7 @@
 #include <cstdint>
 #include <string_view>
 
-namespace spoa::routing::contract {
+namespace spoa::handlers::routing::contract {
 
 /// `option var-prefix` of every routing engine: variables are txn.route.<name>.
 inline constexpr std::string_view var_prefix = "route";
@@ -76,4 +76,4 @@ inline constexpr std::array variables{var::ip,          var::port,     var::stat
                                       var::reason,      var::resource, var::cache,
                                       var::decision_us, var::kind,     var::wait_ms};
 
-}  // namespace spoa::routing::contract
+}  // namespace spoa::handlers::routing::contract

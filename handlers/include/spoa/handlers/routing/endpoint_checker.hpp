@@ -14,7 +14,7 @@
 #include "spoa/handlers/routing/ssrf.hpp"
 #include "spoa/handlers/service_loop.hpp"
 
-namespace spoa::routing {
+namespace spoa::handlers::routing {
 
 class endpoint_checker {
   public:
@@ -39,4 +39,4 @@ class endpoint_checker {
     endpoint_health* health_;
 };
 
-}  // namespace spoa::routing
+}  // namespace spoa::handlers::routing

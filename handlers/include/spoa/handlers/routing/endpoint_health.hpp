@@ -24,7 +24,7 @@ namespace spdlog {
 class logger;
 }
 
-namespace spoa::routing {
+namespace spoa::handlers::routing {
 
 struct health_options {
     bool enabled = false;  ///< active checks
@@ -139,4 +139,4 @@ class endpoint_health {
     std::atomic<bool> stopping_{false};
 };
 
-}  // namespace spoa::routing
+}  // namespace spoa::handlers::routing

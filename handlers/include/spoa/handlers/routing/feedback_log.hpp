@@ -24,13 +24,13 @@ namespace spdlog {
 class logger;
 }
 
-namespace spoa::routing {
+namespace spoa::handlers::routing {
 
 class router;
 
 struct feedback_event {
     std::string id;
-    protocol proto = protocol::http;
+    app_protocol proto = app_protocol::http;
     std::optional<ip_address> ip;
     std::uint16_t port = 0;
     std::string termination;  ///< HAProxy's %ts, e.g. "--", "SC", "sC", "CD"
@@ -73,4 +73,4 @@ class feedback_log {
     std::atomic<std::uint64_t> failures_{0};
 };
 
-}  // namespace spoa::routing
+}  // namespace spoa::handlers::routing

@@ -7,7 +7,7 @@
 #include <string_view>
 #include <utility>
 
-namespace spoa::routing {
+namespace spoa::handlers::routing {
 
 struct postgres_startup {
     enum class kind : std::uint8_t {
@@ -41,4 +41,4 @@ inline constexpr std::uint32_t postgres_max_startup_length = 10000;
 
 [[nodiscard]] postgres_startup parse_postgres_startup(std::string_view bytes) noexcept;
 
-}  // namespace spoa::routing
+}  // namespace spoa::handlers::routing

@@ -71,7 +71,7 @@ namespace spdlog {
 class logger;
 }
 
-namespace spoa::routing {
+namespace spoa::handlers::routing {
 
 namespace detail {
 class remote_client;
@@ -114,7 +114,7 @@ class remote_resolver final : public resolver {
               std::function<void(std::optional<resolve_error>)> done) override;
     void on_connect(const std::string& id, const resolve_context& ctx) override;
     void on_disconnect(const std::string& id, const disconnect_report& r) override;
-    void track_activity(const std::string& id, protocol p) override;
+    void track_activity(const std::string& id, app_protocol p) override;
     /// Nothing is cached in this resolver: a no-op.
     void invalidate(const std::string& /*id*/) override {}
 
@@ -124,7 +124,7 @@ class remote_resolver final : public resolver {
     /// The control plane reports live states: a cold start waits for it to say `ready`.
     [[nodiscard]] bool reports_state() const noexcept override { return true; }
 
-    using invalidation_handler = std::function<void(std::string id, std::optional<protocol> p)>;
+    using invalidation_handler = std::function<void(std::string id, std::optional<app_protocol> p)>;
     /// Called on the service loop for every `invalidate` push (any thread may set it; an empty
     /// function removes it). Exceptions it throws are caught and logged. Once this call (or the
     /// destructor) returns, the previous handler is not running and will not run again: both wait
@@ -146,4 +146,4 @@ class remote_resolver final : public resolver {
     std::shared_ptr<detail::remote_client> client_;
 };
 
-}  // namespace spoa::routing
+}  // namespace spoa::handlers::routing

@@ -15,12 +15,13 @@
 
 #include "spoa/agent/ip_address.hpp"
 
-namespace spoa::routing {
+namespace spoa::handlers::routing {
 
-/// Which kind of traffic asks (resource ids live in one namespace per protocol).
-enum class protocol : std::uint8_t { http, postgres, tcp, tls };
-[[nodiscard]] std::string_view to_string(protocol p) noexcept;
-[[nodiscard]] std::optional<protocol> parse_protocol(std::string_view s) noexcept;
+/// The application protocol of the traffic being routed (resource ids live in one namespace per
+/// protocol).
+enum class app_protocol : std::uint8_t { http, postgres, tcp, tls };
+[[nodiscard]] std::string_view to_string(app_protocol p) noexcept;
+[[nodiscard]] std::optional<app_protocol> parse_app_protocol(std::string_view s) noexcept;
 
 /// Typed resolver errors. Each maps to its own HTTP status; never collapse them.
 enum class error_code : std::uint8_t { not_found, forbidden, unavailable, timeout, internal };
@@ -74,7 +75,7 @@ using resolve_result = std::variant<route, resolve_error>;
 
 /// What the resolver may use besides the id (copied: it outlives the SPOE message).
 struct resolve_context {
-    protocol proto = protocol::http;
+    app_protocol proto = app_protocol::http;
     std::string path;  ///< HTTP
     std::optional<ip_address> source;
     std::optional<ip_address> destination;
@@ -130,7 +131,7 @@ class resolver {
     virtual void on_connect(const std::string& /*id*/, const resolve_context& /*ctx*/) {}
     virtual void on_disconnect(const std::string& /*id*/, const disconnect_report& /*r*/) {}
     /// The resource was used (throttled by the router); lets the platform see activity.
-    virtual void track_activity(const std::string& /*id*/, protocol /*p*/) {}
+    virtual void track_activity(const std::string& /*id*/, app_protocol /*p*/) {}
     /// Forget anything cached about `id` inside the resolver. Any thread (admin, service loop).
     virtual void invalidate(const std::string& /*id*/) {}
     /// Cold starts: ask the platform to start the backend of `id`. Completes with nothing on
@@ -147,4 +148,4 @@ class resolver {
     [[nodiscard]] virtual std::string_view name() const noexcept = 0;
 };
 
-}  // namespace spoa::routing
+}  // namespace spoa::handlers::routing

@@ -4,7 +4,7 @@
 #include <string>
 #include <string_view>
 
-namespace spoa::routing {
+namespace spoa::handlers::routing {
 
 /// Lowercases, strips a port (":8080", also after a bracketed IPv6 literal) and a trailing dot.
 /// "App.Example.COM.:8443" -> "app.example.com"; "[2001:DB8::1]:80" -> "[2001:db8::1]".
@@ -15,4 +15,4 @@ namespace spoa::routing {
 [[nodiscard]] std::string_view normalize_host(std::string_view host, char* buf,
                                               std::size_t cap) noexcept;
 
-}  // namespace spoa::routing
+}  // namespace spoa::handlers::routing

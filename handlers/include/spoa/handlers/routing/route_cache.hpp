@@ -26,7 +26,7 @@
 #include "spoa/agent/ip_address.hpp"
 #include "spoa/handlers/routing/resolver.hpp"
 
-namespace spoa::routing {
+namespace spoa::handlers::routing {
 
 class endpoint_state;
 
@@ -37,8 +37,8 @@ class endpoint_state;
 /// Ownership: shared by the router's activity_table and the cached routes of the resource.
 /// Threads: loop threads count decisions into it with atomics; proto and id never change.
 struct resource_activity {
-    resource_activity(protocol p, std::string resource) : proto(p), id(std::move(resource)) {}
-    const protocol proto;
+    resource_activity(app_protocol p, std::string resource) : proto(p), id(std::move(resource)) {}
+    const app_protocol proto;
     const std::string id;
     std::atomic<std::uint64_t> last_seen_ms{0};
     std::atomic<std::uint64_t> decisions{0};
@@ -277,4 +277,4 @@ class route_cache {
     return now > then ? now - then : 0;
 }
 
-}  // namespace spoa::routing
+}  // namespace spoa::handlers::routing

@@ -28,7 +28,7 @@ namespace spdlog {
 class logger;
 }
 
-namespace spoa::routing {
+namespace spoa::handlers::routing {
 
 /// Which part of a server-speaks-first connection names the resource (`route-tcp`).
 enum class tcp_key : std::uint8_t { dst_port, dst, dst_addr, src, authority, sni };
@@ -78,7 +78,7 @@ class router {
     void attach(agent& a);
 
     /// Drops `id` (every protocol when `p` is empty) from the cache and tells the resolver.
-    std::size_t invalidate(std::string_view id, std::optional<protocol> p = std::nullopt);
+    std::size_t invalidate(std::string_view id, std::optional<app_protocol> p = std::nullopt);
 
     [[nodiscard]] route_cache& cache() noexcept { return cache_; }
     [[nodiscard]] endpoint_health& health() noexcept { return *health_; }
@@ -95,7 +95,7 @@ class router {
 
     /// What an answer needs to know about the request (views: valid during the answer).
     struct decision {
-        protocol proto;
+        app_protocol proto;
         std::string_view id;
         std::string_view path;
         std::uint64_t started_ns;
@@ -161,4 +161,4 @@ class router {
                                                  [contract::decision_kind_count];
 };
 
-}  // namespace spoa::routing
+}  // namespace spoa::handlers::routing

@@ -10,7 +10,7 @@
 #include "spoa/handlers/routing/router.hpp"
 #include "spoa/handlers/routing/ssrf.hpp"
 
-namespace spoa::routing {
+namespace spoa::handlers::routing {
 
 struct remote_resolver_options {
     listen_address address;  ///< host:port or unix:/path of the control plane
@@ -37,4 +37,4 @@ struct routing_config {
 [[nodiscard]] routing_config parse_routing_config(const std::string& yaml,
                                                   const std::string& origin);
 
-}  // namespace spoa::routing
+}  // namespace spoa::handlers::routing

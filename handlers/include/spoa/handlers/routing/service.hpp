@@ -18,7 +18,7 @@ namespace spoa::handlers {
 class service_loop;
 }
 
-namespace spoa::routing {
+namespace spoa::handlers::routing {
 
 class feedback_log;
 class remote_resolver;
@@ -69,4 +69,4 @@ class service {
 /// "<file>:<line>: <problem>"); returns the number of routes in it.
 [[nodiscard]] std::size_t check_routing_file(const std::string& path);
 
-}  // namespace spoa::routing
+}  // namespace spoa::handlers::routing

@@ -11,7 +11,7 @@
 
 #include "spoa/agent/ip_address.hpp"
 
-namespace spoa::routing {
+namespace spoa::handlers::routing {
 
 class cidr {
   public:
@@ -72,4 +72,4 @@ class ssrf_policy {
     std::vector<named_range> never_;
 };
 
-}  // namespace spoa::routing
+}  // namespace spoa::handlers::routing

@@ -17,7 +17,7 @@ namespace YAML {
 class Node;
 }
 
-namespace spoa::routing {
+namespace spoa::handlers::routing {
 
 /// Ownership: built by parse() (or add() calls) on one thread, then published as
 /// shared_ptr<const route_table> and never modified again: readers on any thread need no lock, and
@@ -31,11 +31,11 @@ class route_table {
     [[nodiscard]] static std::shared_ptr<const route_table> parse(const YAML::Node& routes);
 
     /// The entry for `id` of protocol `p`, or nullptr.
-    [[nodiscard]] const entry* find(protocol p, std::string_view id) const;
+    [[nodiscard]] const entry* find(app_protocol p, std::string_view id) const;
     [[nodiscard]] std::size_t size() const noexcept;
 
     /// Only before the table is shared (not thread-safe).
-    void add(protocol p, std::string id, entry e);
+    void add(app_protocol p, std::string id, entry e);
 
   private:
     struct per_protocol {
@@ -80,4 +80,4 @@ class static_resolver final : public resolver {
 /// Reads and parses a YAML file, turning yaml-cpp errors into "file:line:col: message".
 [[nodiscard]] YAML::Node load_yaml_file(const std::string& path);
 
-}  // namespace spoa::routing
+}  // namespace spoa::handlers::routing
