@@ -247,73 +247,69 @@ void worker::dispatch(connection& c, std::uint64_t stream_id, std::uint64_t fram
     }
     const message_origin origin{c.id(), c.sess().engine_id(), stream_id, frame_id, started};
     const std::uint32_t frame_limit = c.sess().frame_limit();
-    const std::size_t budget = frame_limit - ack_header_reserve;
     protocol::byte_buffer& out = c.out();
     current_ = {&c, stream_id, frame_id, started, out.size(), 0, frame_limit};
 
-    if (!any_async) {
-        // Fast path: every handler is synchronous, so the ACK is encoded straight into the
-        // connection's output buffer, unless a handler defers (then defer() moves it into a
-        // pending frame and the handlers after it write there).
-        protocol::ack_writer ack(out, stream_id, frame_id, frame_limit);
-        current_.actions_start = out.size();
-        const std::size_t limit = current_.frame_start + protocol::length_prefix_size + frame_limit;
-        writing_ack_ = true;
-        bool failed = false;
-        for (std::size_t i = 0; i < messages.size() && !failed; ++i) {
-            if (handler_of_[i] == handler_table::npos) continue;
-            protocol::byte_buffer& into = dispatching_ ? dispatching_->actions : out;
-            reply r(into, dispatching_ ? budget : limit, this);
-            try {
-                table.at(handler_of_[i]).sync(message(messages[i], origin), r);
-            } catch (const std::exception& e) {
-                handler_failed(messages[i].name, e.what());
-                failed = true;
-            } catch (...) {
-                handler_failed(messages[i].name, "unknown exception");
-                failed = true;
-            }
-            if (r.refused() != 0) stats_.actions_refused.inc(r.refused());
-        }
-        writing_ack_ = false;
-        if (dispatching_) {
-            if (failed) dispatching_->failed = true;
-            finish_dispatch(dispatching_);
-        } else {
-            if (failed) ack.reset_actions();
-            if (ack.payload_size() == 0) (void)ack.unset_var(protocol::var_scope::txn, noop_var);
-            ack.finish();
-            stats_.frames_out[static_cast<std::size_t>(sent_kind::ack)].inc();
-            const std::uint64_t done = uv_hrtime();
-            stats_.handler_latency.observe(static_cast<double>(done - started) * 1e-9);
-            c.frame_answered(false);
-            batch_clock_ns_ = done;
-        }
-        if (!postponed_.empty()) answer_postponed();
+    if (any_async) {
+        // Async handlers complete into a pending frame, answered once they are all back.
+        pending_frame* p = start_pending();
+        if (!call_handlers(messages, origin)) p->failed = true;
+        finish_dispatch(p);
         return;
     }
+    // Fast path: every handler is synchronous, so the ACK is encoded straight into the
+    // connection's output buffer, unless a handler defers (then defer() moves it into a pending
+    // frame and the handlers after it write there).
+    protocol::ack_writer ack(out, stream_id, frame_id, frame_limit);
+    current_.actions_start = out.size();
+    writing_ack_ = true;
+    const bool ok = call_handlers(messages, origin);
+    writing_ack_ = false;
+    if (dispatching_) {
+        if (!ok) dispatching_->failed = true;
+        finish_dispatch(dispatching_);
+    } else {
+        batch_clock_ns_ = complete_ack(ack, !ok, started);
+        c.frame_answered(false);
+    }
+    if (!postponed_.empty()) answer_postponed();
+}
 
-    pending_frame* p = start_pending();
+bool worker::call_handlers(std::span<const protocol::message_view> messages,
+                           const message_origin& origin) {
+    const handler_table& table = *ctx_.handlers;
     for (std::size_t i = 0; i < messages.size(); ++i) {
         if (handler_of_[i] == handler_table::npos) continue;
-        const handler_entry& h = table.at(handler_of_[i]);
-        try {
-            if (!h.is_async()) {
-                reply r(p->actions, budget, this);
-                h.sync(message(messages[i], origin), r);
-                if (r.refused() != 0) stats_.actions_refused.inc(r.refused());
-                continue;
-            }
-            h.async(message(messages[i], origin), async_reply(acquire_state(p, budget)));
-        } catch (const std::exception& e) {
-            handler_failed(messages[i].name, e.what());
-            p->failed = true;
-        } catch (...) {
-            handler_failed(messages[i].name, "unknown exception");
-            p->failed = true;
-        }
+        if (!call_handler(table.at(handler_of_[i]), messages[i], origin)) return false;
     }
-    finish_dispatch(p);
+    return true;
+}
+
+bool worker::call_handler(const handler_entry& h, const protocol::message_view& m,
+                          const message_origin& origin) noexcept {
+    const std::size_t budget = current_.frame_limit - ack_header_reserve;
+    try {
+        if (h.is_async()) {
+            h.async(message(m, origin), async_reply(acquire_state(dispatching_, budget)));
+            return true;
+        }
+        // Until a handler of the frame defers, sync answers go straight into the ACK being
+        // written in the output buffer, whose limit is the frame's end.
+        protocol::byte_buffer& into = dispatching_ ? dispatching_->actions : current_.conn->out();
+        const std::size_t limit =
+            dispatching_
+                ? budget
+                : current_.frame_start + protocol::length_prefix_size + current_.frame_limit;
+        reply r(into, limit, this);
+        h.sync(message(m, origin), r);
+        if (r.refused() != 0) stats_.actions_refused.inc(r.refused());
+        return true;
+    } catch (const std::exception& e) {
+        handler_failed(m.name, e.what());
+    } catch (...) {
+        handler_failed(m.name, "unknown exception");
+    }
+    return false;
 }
 
 pending_frame* worker::start_pending() {
@@ -367,6 +363,12 @@ std::uint64_t worker::write_ack(connection& c, std::uint64_t sid, std::uint64_t 
     if (!failed && !actions.empty() && !ack.append_encoded(actions)) {
         stats_.actions_refused.inc();
     }
+    return complete_ack(ack, failed, started_ns);
+}
+
+std::uint64_t worker::complete_ack(protocol::ack_writer& ack, bool failed,
+                                   std::uint64_t started_ns) noexcept {
+    if (failed) ack.reset_actions();
     if (ack.payload_size() == 0) (void)ack.unset_var(protocol::var_scope::txn, noop_var);
     ack.finish();
     stats_.frames_out[static_cast<std::size_t>(sent_kind::ack)].inc();

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <thread>
 #include <vector>
 
@@ -19,6 +20,8 @@
 #include "log_limiter.hpp"
 #include "pending_frame.hpp"
 #include "spoa/agent/config.hpp"
+#include "spoa/agent/message.hpp"
+#include "spoa/protocol/action.hpp"
 #include "spoa/protocol/notify.hpp"
 #include "spoa/protocol/session.hpp"
 #include "worker_stats.hpp"
@@ -99,6 +102,15 @@ class worker final : private deferral {
     void maybe_exit() noexcept;
     void arm_deadline() noexcept;
 
+    /// Calls the handlers of the frame's messages in order (the rule of handler.hpp): false,
+    /// and the later handlers are not called, once one throws.
+    bool call_handlers(std::span<const protocol::message_view> messages,
+                       const message_origin& origin);
+    /// The one place a handler is called: a sync one with a reply into the frame's answer, an
+    /// async one with an async_reply of the frame's pending frame. False if it threw (counted and
+    /// logged).
+    bool call_handler(const handler_entry& h, const protocol::message_view& m,
+                      const message_origin& origin) noexcept;
     /// reply::defer() from a handler of the frame being dispatched.
     target defer() override;
     /// A pending frame for the frame being dispatched (current_), with its deadline.
@@ -120,6 +132,10 @@ class worker final : private deferral {
     std::uint64_t write_ack(connection& c, std::uint64_t sid, std::uint64_t fid,
                             protocol::bytes_view actions, bool failed,
                             std::uint64_t started_ns) noexcept;
+    /// The one place an ACK is completed: a failed frame's actions are dropped, the payload is
+    /// never empty (noop unset-var), the ACK is counted and timed. Returns the clock reading.
+    std::uint64_t complete_ack(protocol::ack_writer& ack, bool failed,
+                               std::uint64_t started_ns) noexcept;
     void handler_failed(std::string_view message, const char* what) noexcept;
     [[nodiscard]] std::size_t message_slot(std::size_t handler) const noexcept;
 

@@ -255,6 +255,52 @@ TEST_CASE("async: handler exceptions still answer the frame, with the noop actio
                                     set_txn("y", typed_value::int64(2))});
 }
 
+TEST_CASE("async: after a handler throws, the frame's later handlers are not called, on both paths",
+          "[async][exceptions]") {
+    // The rule of handler.hpp, for a frame of sync handlers only (fast path) and for a frame
+    // with an async handler (pending frame), the throw before or after it.
+    std::atomic<int> later_calls{0};
+    test_agent a;
+    a.agent().on("sync-throws", [](const message&, reply&) { throw std::runtime_error("boom"); });
+    a.agent().on("sync-later", [&](const message&, reply& r) {
+        ++later_calls;
+        r.set_int(var_scope::txn, "later", 1);
+    });
+    a.agent().on_async("async-later", [&](const message&, async_reply r) {
+        ++later_calls;
+        r.set_int(var_scope::txn, "later", 2);
+    });
+    a.agent().on_async("async-ok",
+                       [](const message&, async_reply r) { r.set_int(var_scope::txn, "y", 2); });
+    a.agent().on_async("async-throws",
+                       [](const message&, async_reply) { throw std::runtime_error("async boom"); });
+    a.start();
+    auto c = a.connect_ready();
+    const std::vector<std::vector<message_spec>> frames{
+        {{"sync-throws", {}}, {"sync-later", {}}},                        // fast path
+        {{"sync-throws", {}}, {"async-later", {}}},                       // pending frame
+        {{"async-ok", {}}, {"sync-throws", {}}, {"sync-later", {}}},      // pending frame
+        {{"async-throws", {}}, {"sync-later", {}}, {"async-later", {}}},  // pending frame
+    };
+    std::uint64_t fid = 0;
+    for (const auto& msgs : frames) {
+        ++fid;
+        INFO("frame " << fid);
+        c.send_notify(1, fid, notify_payload(msgs));
+        const auto ack = c.expect(ft::ack);
+        CHECK(hex(ack.raw) == hex(noop_ack_bytes(1, fid)));
+    }
+    CHECK(later_calls.load() == 0);
+    CHECK(a.metric("spoa_handler_exceptions_total") == 4);
+    // Without a throw, the same handlers are called and answer.
+    c.send_notify(1, 100,
+                  notify_payload(std::vector<message_spec>{{"sync-later", {}}, {"async-ok", {}}}));
+    CHECK(c.expect(ft::ack).actions() ==
+          std::vector<owned_action>{set_txn("later", typed_value::int64(1)),
+                                    set_txn("y", typed_value::int64(2))});
+    CHECK(later_calls.load() == 1);
+}
+
 TEST_CASE("async: an ACK is never empty, an empty NOTIFY gets the noop ACK", "[async]") {
     test_agent a;
     a.agent().on("nothing", [](const message&, reply&) {});
