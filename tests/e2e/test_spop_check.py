@@ -89,8 +89,12 @@ def test(env):
     status, check_status, desc = check_fields(env)
     harness.log(f"UP after {took:.2f}s: check_status={check_status} desc={desc!r}")
     check_eq(check_status, "L7OK", "check status of a healthy agent (spop-check is layer 7)")
-    time.sleep(0.5)  # inter 200ms: at least two more checks
-    hellos = agent.metric("spoa_frames_received_total", 'type="HAPROXY-HELLO"')
+    # inter 200ms: at least one more check after the two that made it UP (rise 2); waited for,
+    # not assumed after a fixed sleep (checks run late on a loaded machine).
+    deadline = time.monotonic() + 5
+    while (hellos := agent.metric("spoa_frames_received_total", 'type="HAPROXY-HELLO"')) < 3 \
+            and time.monotonic() < deadline:
+        time.sleep(0.05)
     check(hellos >= 3, f"the agent received the checks' HAPROXY-HELLO frames ({hellos})")
     st, kv, _ = request(env, fe_port)
     check_eq((st, kv.get("ok"), kv.get("err")), (200, "yes", ""), "request while UP")

@@ -94,9 +94,12 @@ def test(env):
     check(os.path.exists(sock_path) and stat.S_ISSOCK(os.lstat(sock_path).st_mode),
           "the refusing agent left the live agent's socket file in place")
     # HAProxy's checks open a new connection every 200 ms: they must still reach the agent.
+    # Waited for, not assumed after a fixed sleep: checks run late on a loaded machine.
     hellos = agent.metric("spoa_frames_received_total", 'type="HAPROXY-HELLO"')
-    time.sleep(0.7)
-    later = agent.metric("spoa_frames_received_total", 'type="HAPROXY-HELLO"')
+    deadline = time.monotonic() + 5
+    while (later := agent.metric("spoa_frames_received_total", 'type="HAPROXY-HELLO"')) \
+            < hellos + 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
     check(later >= hellos + 2, f"new connections still reach the first agent ({hellos} -> "
                                f"{later} HELLOs)")
     check_eq(env.server_row()["check_status"], "L7OK", "check status after the intruder")

@@ -29,7 +29,8 @@
         Health script (for flapping tests): GET /healthz answers 200 ("O") or 503 ("F") from a
         script that each /healthz request consumes one character of; when it is used up the
         `hold` state answers. POST /_control/health?hold=O|F with a body "FFOFFO..." replaces
-        the script; GET /_control/stats gives {"requests", "health": "<answers so far>"}.
+        the script and answers "ok at=<answers so far>" (where the script starts); GET
+        /_control/stats gives {"requests", "health": "<answers so far>"}.
 
 Everything prints "ready ..." once listening. Run with /usr/bin/python3.
 """
@@ -90,7 +91,9 @@ class Backend:
             q = urllib.parse.parse_qs(url.query)
             self.script = data.decode().strip()
             self.hold = q.get("hold", [self.hold])[0]
-            return 200, "text/plain", b"ok\n"
+            # Where the script starts in the health log: read in the same step as it is set,
+            # so no check answered in between can shift it.
+            return 200, "text/plain", f"ok at={len(self.health_log)}\n".encode()
         if url.path == "/_control/stats":
             return 200, "application/json", json.dumps({
                 "requests": self.requests, "health": "".join(self.health_log),

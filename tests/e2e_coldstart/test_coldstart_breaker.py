@@ -83,6 +83,8 @@ def test(env):
     log("agent: " + c.metrics_line(m, {"spoa_breaker_transitions_total",
                                        "spoa_breaker_endpoints", "spoa_health_checks_total",
                                        "spoa_endpoint_rejections_total"}))
+    # The agent counts a transition before it logs it: wait for the line, not for the counter.
+    c.wait_log(st.agent, r"circuit of 127\.0\.0\.1:\d+ half-open -> closed")
     circuit_log = [l for l in st.agent.log_text().splitlines() if "circuit of" in l]
     log("agent log:\n  " + "\n  ".join(circuit_log))
     check_eq(tr, {"open": 1, "half_open": 1, "closed": 1}, "breaker transitions")

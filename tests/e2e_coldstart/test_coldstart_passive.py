@@ -67,7 +67,7 @@ def test(env):
     slow = []
     for i in range(FAILURES):
         before = st.metrics()
-        r = st.get("dead.test", timeout=30)
+        r = st.get("dead.test", f"/connect-failure-{i + 1}", timeout=30)
         slow.append(r)
         check_eq(r.status, 503, f"connect failure {i + 1}: HAProxy's status")
         check("circuit open" not in r.body, f"connect failure {i + 1} reached HAProxy: {r}")
@@ -80,9 +80,13 @@ def test(env):
             before.get(("spoa_route_cache_misses_total", ""), 0)
         log(f"connect failure {i + 1}: {r}; cache misses +{misses:g}")
         check_eq(misses, 1.0, f"request {i + 1} resolved again (the route was invalidated)")
-    lines = st.haproxy_log_lines(r"route=dead\.test", expect=FAILURES)
-    log("HAProxy log:\n  " + "\n  ".join(lines))
-    check(all(re.search(r" ts=SC", l) for l in lines), "HAProxy logged ts=SC for each")
+    # Each failed request's line, found by its path (not by its position in the log).
+    lines = st.haproxy_log_by_request(
+        {i: c.routing_env.request_line(f"/connect-failure-{i}") for i in range(1, FAILURES + 1)})
+    log("HAProxy log:\n  " + "\n  ".join(lines.values()))
+    for i, line in lines.items():
+        check(" route=dead.test " in line and re.search(r" ts=SC", line),
+              f"HAProxy logged ts=SC for connect failure {i}: {line}")
 
     c.wait_for(lambda: st.metric("spoa_breaker_transitions_total", 'to="open"') >= 1, 5,
                "the circuit to open")

@@ -33,7 +33,7 @@ def test(env):
     st.start_agent(config(platform, port, 10000))
     st.start_haproxy()
     budget = min(10000, c.PROCESSING_TIMEOUT_MS - 300)
-    r1 = st.get("never.test", timeout=10)
+    r1 = st.get("never.test", "/phase-1", timeout=10)
     log(f"phase 1 (timeout_ms 10000): {r1}, budget {budget} ms")
     check_eq(r1.status, 504, "status")
     check("backend not ready after" in r1.body, f"504 carries the agent's reason: {r1.body!r}")
@@ -46,10 +46,11 @@ def test(env):
     m = st.metrics()
     check_eq(m.get(("spoa_cold_start_waiter_timeouts_total", ""), 0), 1.0,
              "spoa_cold_start_waiter_timeouts_total")
-    lines = st.haproxy_log_lines(r"route=never\.test")
-    log(f"HAProxy log: {lines}")
-    check(lines and " 504 " in lines[-1] and "spoe_err=-" in lines[-1],
-          f"HAProxy logged a 504 without SPOE error: {lines}")
+    # This request's line, found by its path, not by its position in the log.
+    line = st.haproxy_log_by_request({1: c.routing_env.request_line("/phase-1")})[1]
+    log(f"HAProxy log: {line}")
+    check(" 504 " in line and " route=never.test " in line and "spoe_err=-" in line,
+          f"HAProxy logged a 504 without SPOE error: {line}")
 
     # -- phase 2: cold_start.timeout_ms shorter than the processing bound ----------------------
     platform.call("POST", "/reset")

@@ -99,6 +99,12 @@ def raw_http(port, data, timeout=10.0):
     return (int(m.group(1)) if m else None), text
 
 
+def request_line(path, method="GET"):
+    """A regex for the quoted request line (%{+Q}r) of fe_http's log-format, e.g.
+    "GET /x HTTP/1.1": with a path used by one request only, it names that request's line."""
+    return rf'"{method} {re.escape(path)} HTTP/1\.[01]"'
+
+
 def backend_of(body):
     return harness.parse_kv_body(body.encode()).get("backend")
 
@@ -240,6 +246,27 @@ class Stack:
             if len(lines) >= expect or time.monotonic() > deadline:
                 return lines
             time.sleep(0.05)
+
+    def haproxy_log_by_request(self, patterns, timeout=5.0):
+        """The one HAProxy log line of each request, found by content, never by position:
+        HAProxy writes a request's line when its stream ends, on whichever of its threads ran
+        it, so the lines of two consecutive requests can come in either order. `patterns` maps
+        a key to a regex that only that request's line matches (e.g. request_line(path) for a
+        path used once). Waits until every request has its line; fails unless each has exactly
+        one. Returns {key: line}."""
+        deadline = time.monotonic() + timeout
+        while True:
+            text = self.env.haproxy_log().splitlines()
+            found = {k: [l for l in text if re.search(p, l)] for k, p in patterns.items()}
+            if all(found.values()) or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        bad = {k: v for k, v in found.items() if len(v) != 1}
+        if bad:
+            raise TestFailure(f"HAProxy log: not exactly one line per request: "
+                              f"{ {k: (patterns[k], v) for k, v in bad.items()} } "
+                              f"(HAProxy counts {self.env.dropped_logs()} dropped log lines)")
+        return {k: v[0] for k, v in found.items()}
 
     # -- backends ----------------------------------------------------------------------------
     def http_backend(self, name):

@@ -10,6 +10,7 @@ an IPv4-mapped loopback address too, 169.254.169.254 and 0.0.0.0 are still refus
 both modes), addresses outside the allowlist are refused; a route to the host name "localhost"
 is resolved by the agent and HAProxy is given the IP (its log line says to=127.0.0.1:<port>)."""
 
+import re
 import socket
 import time
 
@@ -65,8 +66,11 @@ routes:
         code, _, body = r.http_get(port, host)
         check_eq(code, 403, f"{host} -> {ep.format(a=a)} (body {body!r})")
         check(want in body and "refused" in body, f"{host}: reason {body!r} must contain {want!r}")
-    lines = st.haproxy_log_lines(r"fe_http 403 ", expect=len(BLOCKED))
-    check(all(" to=-:- " in l for l in lines), f"nothing forwarded: {lines}")
+    # Each request's HAProxy log line, found by its route (one request per host here), not by
+    # its position: HAProxy's threads write the lines of consecutive requests in either order.
+    lines = st.haproxy_log_by_request({h: rf" route={re.escape(h)} " for h, _, _ in BLOCKED})
+    for host, line in lines.items():
+        check(" fe_http 403 " in line and " to=-:- " in line, f"{host}: nothing forwarded: {line}")
     m = st.metrics()
     check(m.get(("spoa_route_ssrf_refusals_total", ""), 0) >= len(BLOCKED),
           "spoa_route_ssrf_refusals_total")
@@ -107,12 +111,15 @@ routes:
         # localhost also resolves to ::1, outside the allowlist: every address is checked.
         check_eq(code, 403, f"localhost resolves to {local_addrs}: refused ({body!r})")
 
-    code, _, body = r.http_get(port, "mapped.test")
+    code, _, body = r.http_get(port, "mapped.test", "/mapped-allowlist")
     log(f"[::ffff:127.0.0.1] in allowlist mode: {code} {body.strip()[:100]!r}")
     check_eq((code, r.backend_of(body)), (200, "A"), "IPv4-mapped loopback judged as 127.0.0.1")
     lines = st.haproxy_log_lines(r"route=mapped\.test ", expect=2)
     check(len(lines) == 2, f"mapped.test log lines: {lines}")
-    log(f"mapped route in allowlist mode: {lines[-1]}")
+    line = st.haproxy_log_by_request({"allow": r.request_line("/mapped-allowlist")})["allow"]
+    check(" fe_http 200 " in line and " route=mapped.test " in line,
+          f"mapped.test in allowlist mode: {line}")
+    log(f"mapped route in allowlist mode: {line}")
 
     for host, want in (("metadata.test", "169.254.169.254 is in 169.254.0.0/16 (link-local, "
                                          "cloud metadata"),
