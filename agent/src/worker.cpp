@@ -56,6 +56,12 @@ worker::worker(shared_context& ctx, unsigned index)
 
 worker::~worker() {
     join();
+    if (!ran_) {
+        // Never started (the agent's start failed after making its workers): the handles the
+        // constructor opened are closed here, as run() would have closed them on its way out.
+        stop_now();
+        uv_run(&loop_, UV_RUN_DEFAULT);
+    }
     // The loop has no handle left once run() returned.
     uv_loop_close(&loop_);
     for (const auto& l : listener_fds_) {
@@ -70,6 +76,7 @@ void worker::start(std::vector<listener_socket> listeners, std::function<void()>
     on_exit_ = std::move(on_exit);
     open_listeners();
     thread_ = std::thread([this] { run(); });
+    ran_ = true;
 }
 
 void worker::open_listeners() {

@@ -150,6 +150,7 @@ class worker final : private deferral {
     uv_check_t flush_check_{};
     std::vector<listener_socket> listener_fds_;
     std::vector<uv_handle_t*> listeners_;
+    bool ran_ = false;  ///< its thread was started (set by start(), read by the destructor)
     std::thread thread_;
     std::function<void()> on_exit_;
     std::shared_ptr<mailbox> mailbox_;
