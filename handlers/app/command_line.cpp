@@ -55,6 +55,8 @@ void add_agent_flags(CLI::App& app, command_line& cl) {
            "HAProxy's timeout processing",
            CLI::PositiveNumber);
     add_ms(app, "--drain-timeout", a.drain_timeout, "Longest graceful drain on SIGTERM");
+    add_ms(app, "--close-linger", a.close_linger,
+           "After an AGENT-DISCONNECT, wait this long for HAProxy to close the connection");
     add_ms(app, "--drain-grace", a.drain_grace,
            "On SIGTERM, keep serving this long while failing health checks before draining (set "
            "to spop-check fall x inter)");
