@@ -62,7 +62,7 @@ for kind in "${builds[@]}"; do
     dir="$root/build/run-$kind"
     # Line tables only (-g1): enough for sanitizer and gdb backtraces, and it keeps the
     # builds of this 2-core CI within its time budget. The sanitized builds are -O1 with asserts.
-    flags=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DSPOA_BUILD_TESTS=ON -DSPOA_BUILD_BENCH=ON)
+    flags=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DSPOA_BUILD_TESTS=ON -DSPOA_BUILD_BENCH=ON -DSPOA_WERROR=ON)
     targets=()
     select=()
     case "$kind" in
