@@ -1,10 +1,12 @@
 #!/usr/bin/python3
-"""Large request bodies through SPOP fragmentation (HAProxy 2.6 / 3.0).
+"""Request bodies larger than a frame: a 1024-byte frame size on both HAProxy versions.
 
-HAProxy is configured with `max-frame-size 1024`; the agent announces `fragmentation`, so a
-NOTIFY that does not fit is sent as a NOTIFY frame without FIN followed by UNSET frames, the
-last one with FIN (protocol/README.md §9). A frame tap between HAProxy and the agent records the
-frames. Two messages are sent per request, `big` (the body; no handler) and then `echo`:
+Two messages are sent per request, `big` (the body; no handler) and then `echo`. A frame tap
+between HAProxy and the agent records the frames.
+
+HAProxy 2.6 / 3.0 fragment: the agent announces `fragmentation`, so a NOTIFY that does not fit
+is sent as a NOTIFY frame without FIN followed by UNSET frames, the last one with FIN
+(protocol/README.md §9):
 
   A. 20 KB body: the wire shows the fragments, the reassembled payload is exactly
      [big(body), echo(...)], and the agent's ACK sets `tail`/`blen`/`head`/`end` from the
@@ -14,8 +16,15 @@ frames. Two messages are sent per request, `big` (the body; no handler) and then
   B. 700-byte body: still fragmented (two copies), and the ACK now fits, so txn.e.body comes
      back and its SHA-1 must be the body's.
 
-HAProxy >= 3.1 has no fragmentation at all: the fragmentation part is skipped (and said so)
-and only an 8 KB body is sent unfragmented.
+HAProxy 3.1+ never fragments (the SPOP multiplexer has no fragmentation):
+
+  C. 300-byte body: both copies fit one frame: one NOTIFY frame with FIN, no UNSET, and the
+     body comes back byte for byte.
+  D. 20 KB body: within HAProxy's own max-frame-size but above the 1024 bytes negotiated with
+     the agent (spoa-agent --max-frame-size 1024). The NOTIFY is not sent; the stream gets
+     SPOE error 259 (256 + status 3, "frame too big") and the fail-closed rule answers 503.
+     Nothing above the frame size and no UNSET frame ever reaches the agent.
+  E. a 300-byte body afterwards is served as in C.
 """
 
 import hashlib
@@ -39,10 +48,53 @@ def post(env, fe_port, body):
     return st, harness.parse_kv_body(resp)
 
 
+def unfragmented(env, agent, tap, fe_port):
+    """Parts C, D and E (HAProxy >= 3.1)."""
+    def fitting(what):
+        body = os.urandom(300)
+        st, kv = post(env, fe_port, body)
+        check_eq(st, 200, f"{what}: status ({kv})")
+        check_eq((kv.get("tail"), kv.get("blen"), kv.get("err")), ("END-MARKER", "300", ""),
+                 f"{what}: variables")
+        check_eq(kv.get("body_hex"), body.hex().upper(), f"{what}: body round trip")
+        mine = [n for n in harness.reassemble_notifies(tap.snapshot())
+                if harness.decode_messages(n[4])[0][1] == [("body", ("bin", body))]]
+        check_eq(len(mine), 1, f"{what}: one NOTIFY carries the body")
+        parts = mine[0][3]
+        check_eq([(p.type_name, p.fin) for p in parts], [("NOTIFY", True)],
+                 f"{what}: the NOTIFY is one frame with FIN")
+
+    # ---- C. both copies fit one frame ---------------------------------------------------
+    fitting("C")
+
+    # ---- D. 20 KB body: not sent, SPOE error 259, fail-closed 503 ----------------------
+    body = os.urandom(20 * 1024)
+    st, kv = post(env, fe_port, body)
+    harness.log(f"D: status {st}, {kv}")
+    check_eq((st, kv.get("err")), (503, "259"), "D: status and SPOE error (256 + frame too big)")
+
+    # ---- E. the agent still serves a fitting body ---------------------------------------
+    fitting("E")
+
+    frames = tap.snapshot()
+    check(not tap.errors, f"tap decoding errors: {tap.errors}")
+    h2a = [f for f in frames if f.direction == "h2a"]
+    check_eq([f for f in h2a if f.length > FRAME], [], "frames above max-frame-size")
+    check_eq([f for f in h2a if f.type == 0], [], "UNSET frames (fragments)")
+    check_eq(len(harness.reassemble_notifies(frames)), 2, "NOTIFYs on the wire (C and E only)")
+    m = agent.metrics()
+    check_eq(agent.metric("spoa_messages_total", 'message="echo"', m), 2.0, "echo messages")
+    check_eq(agent.metric("spoa_frames_received_total", 'type="UNSET"', m), 0.0,
+             "UNSET frames counted by the agent")
+
+
 def test(env):
     agent_port = env.port()
-    agent = env.start_agent(listen=f"127.0.0.1:{agent_port}")
     fragmenting = not env.v31
+    # 2.6 gets the frame size from HAProxy's side; 3.1+ from the agent's, which is the size
+    # the two negotiate (HAProxy's own max-frame-size stays 65532, from tune.bufsize).
+    agent = env.start_agent(listen=f"127.0.0.1:{agent_port}",
+                            extra=[] if fragmenting else ["--max-frame-size", str(FRAME)])
     tap = env.tap(agent_port)
     fe_port = env.port()
     # hex: converters that take a string (length, ...) would stop at the first NUL byte
@@ -76,14 +128,7 @@ def test(env):
     env.start_haproxy(cfg)
 
     if not fragmenting:
-        harness.log("HAProxy >= 3.1: no SPOP fragmentation any more (removed in 3.1); "
-                    "SKIPPING the fragmentation part, sending an 8 KB body unfragmented")
-        body = os.urandom(8192)
-        st, kv = post(env, fe_port, body)
-        check_eq(st, 200, f"status ({kv})")
-        check_eq((kv.get("tail"), kv.get("blen"), kv.get("err")), ("END-MARKER", "8192", ""),
-                 "variables")
-        check_eq(kv.get("body_hex"), body.hex().upper(), "body round trip")
+        unfragmented(env, agent, tap, fe_port)
         return
 
     # ---- A. 20 KB body ------------------------------------------------------------------
