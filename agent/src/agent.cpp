@@ -226,9 +226,9 @@ void runtime::run() {
     const auto on_signal = [](uv_signal_t* h, int signum) noexcept {
         auto* c = static_cast<control*>(h->data);
         if (++*c->seen == 1) {
+            c->rt->stop(true);  // first: whoever reads the line below sees /healthz failing
             c->rt->config.logger->info("signal {}: draining (send it again to stop at once)",
                                        signum);
-            c->rt->stop(true);
         } else {
             c->rt->config.logger->warn("signal {} again: stopping now", signum);
             c->rt->stop(false);

@@ -83,11 +83,20 @@ void add_flags(CLI::App& app, command_line& cl) {
     app.add_option("-c,--config", cl.routing_file,
                    "Routing configuration (YAML): enables route-http, route-pg, route-tcp, "
                    "route-tls; SIGHUP reloads its routes")
+        ->envname("SPOA_CONFIG")
         ->check(CLI::ExistingFile);
-    app.add_flag("--check", cl.check, "Validate the --config file and exit");
+    app.add_option("--check", cl.check_file,
+                   "Validate a routing file (FILE, else the --config file) and exit")
+        ->expected(0, 1)
+        ->type_name("[FILE]");
+    app.add_option("--probe", cl.probe,
+                   "Ask the admin endpoint HOST:PORT of a running agent for /healthz; exit 0 "
+                   "when it answers 200, 1 otherwise (for container health checks)");
 }
 
-void finish(command_line& cl) {
+void finish(const CLI::App& app, command_line& cl) {
+    cl.check = app.count("--check") > 0;
+    if (cl.check && cl.check_file.empty()) cl.check_file = cl.routing_file;
     if (cl.listen.empty()) cl.listen.emplace_back("127.0.0.1:12345");
     for (const auto& l : cl.listen)
         cl.agent.listeners.push_back(listen_address::parse(l));

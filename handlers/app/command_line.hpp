@@ -20,14 +20,17 @@ struct command_line {
 
     std::vector<std::string> examples;
     std::string log_level = "info";
-    std::string routing_file;
-    bool check = false;
+    std::string routing_file;  ///< --config, or $SPOA_CONFIG
+    bool check = false;        ///< --check [FILE]: validate and exit
+    std::string check_file;    ///< FILE of --check FILE; empty = the --config file
+    std::string probe;         ///< --probe HOST:PORT: ask that admin endpoint for /healthz
 };
 
 void add_flags(CLI::App& app, command_line& cl);
 /// "echo, ip-reputation": the names --example accepts.
 [[nodiscard]] std::string example_list();
-/// Parses the addresses and the socket mode into cl.agent. Throws std::invalid_argument.
-void finish(command_line& cl);
+/// After parsing: the addresses and the socket mode into cl.agent, and which file --check
+/// validates. Throws std::invalid_argument.
+void finish(const CLI::App& app, command_line& cl);
 
 }  // namespace spoa::app

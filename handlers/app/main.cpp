@@ -5,17 +5,21 @@
 #include <spdlog/spdlog.h>
 
 #include <CLI/CLI.hpp>
+#include <chrono>
 #include <cstdio>
 #include <memory>
 #include <optional>
 
 #include "command_line.hpp"
+#include "health_probe.hpp"
 #include "spoa/agent/agent.hpp"
 #include "spoa/agent/version.hpp"
 #include "spoa/handlers/examples.hpp"
 #include "spoa/handlers/routing/service.hpp"
 
 namespace {
+
+using namespace std::chrono_literals;
 
 std::shared_ptr<spdlog::logger> make_logger(const std::string& level) {
     auto logger =
@@ -42,11 +46,16 @@ int main(int argc, char** argv) {
 
     std::optional<spoa::handlers::routing::routing_config> routing;
     try {
-        spoa::app::finish(cl);
+        spoa::app::finish(app, cl);
+        if (!cl.probe.empty()) {
+            const auto probe = spoa::app::probe_health(spoa::listen_address::parse(cl.probe), 3s);
+            std::printf("%s: %s\n", cl.probe.c_str(), probe.detail.c_str());
+            return probe.healthy ? 0 : 1;
+        }
         if (cl.check) {
-            if (cl.routing_file.empty()) return usage_error("--check needs --config FILE");
-            const std::size_t routes = spoa::handlers::routing::check_routing_file(cl.routing_file);
-            std::printf("%s: OK (%zu routes)\n", cl.routing_file.c_str(), routes);
+            if (cl.check_file.empty()) return usage_error("--check needs a FILE or --config FILE");
+            const std::size_t routes = spoa::handlers::routing::check_routing_file(cl.check_file);
+            std::printf("%s: OK (%zu routes)\n", cl.check_file.c_str(), routes);
             return 0;
         }
         if (!cl.routing_file.empty())

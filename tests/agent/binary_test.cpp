@@ -3,6 +3,7 @@
 #include <signal.h>
 
 #include <charconv>
+#include <cstring>
 
 #include "agent_test_util.hpp"
 
@@ -109,7 +110,55 @@ TEST_CASE("binary: bad arguments exit with status 2", "[binary]") {
     const auto status3 = check.wait_exit(5s);
     REQUIRE(status3);
     CHECK(*status3 == 2);
-    CHECK(check.output().find("--check needs --config") != std::string::npos);
+    CHECK(check.output().find("--check needs") != std::string::npos);
+}
+
+TEST_CASE("binary: --check FILE validates that file, --config or not", "[binary]") {
+    const std::string good = SPOA_SOURCE_DIR "/haproxy/routing.example.yaml";
+    child_process ok({SPOA_AGENT_BINARY, "--check", good});
+    const auto status = ok.wait_exit(10s);
+    INFO(ok.output());
+    REQUIRE(status);
+    CHECK(*status == 0);
+    // A file that is not a routing configuration is refused, with exit 2 and the reason.
+    child_process bad({SPOA_AGENT_BINARY, "--check", SPOA_SOURCE_DIR "/CMakeLists.txt"});
+    const auto bad_status = bad.wait_exit(10s);
+    REQUIRE(bad_status);
+    CHECK(*bad_status == 2);
+    CHECK(bad.output().find("CMakeLists.txt") != std::string::npos);
+}
+
+namespace {
+
+/// Runs `spoa-agent --probe host:port` and returns its exit status.
+int probe(std::uint16_t port) {
+    child_process p({SPOA_AGENT_BINARY, "--probe", "127.0.0.1:" + std::to_string(port)});
+    const auto status = p.wait_exit(10s);  // the probe's own bound is 3 s
+    REQUIRE(status);
+    return *status;
+}
+
+}  // namespace
+
+TEST_CASE("binary: --probe is healthy while serving, not while draining nor when down",
+          "[binary]") {
+    // A long drain grace: after SIGTERM the agent keeps serving but /healthz answers 503.
+    agent_process p({"--admin", "127.0.0.1:0", "--drain-grace", "60000"});
+    const std::string& out = p.child.output();
+    const std::size_t at = out.find("admin on http://127.0.0.1:");
+    REQUIRE(at != std::string::npos);
+    const std::size_t digits = at + std::strlen("admin on http://127.0.0.1:");
+    std::uint16_t admin_port = 0;
+    std::from_chars(out.data() + digits, out.data() + out.size(), admin_port);
+    REQUIRE(admin_port != 0);
+
+    CHECK(probe(admin_port) == 0);
+    p.child.signal(SIGTERM);
+    REQUIRE(p.child.wait_for_line("draining", 10s));
+    CHECK(probe(admin_port) == 1);
+    p.child.signal(SIGTERM);  // the second signal stops at once
+    REQUIRE(p.child.wait_exit(30s));
+    CHECK(probe(admin_port) == 1);  // nothing listens there any more
 }
 
 }  // namespace spoa::testing
