@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: installs what is missing (Debian bookworm, as root),
 # then builds and tests three times: a normal build (every test but the stress label), an
-# ASan+UBSan build (every test) and a ThreadSanitizer build (the multi-threaded tests: agent,
-# handlers, remote resolver, stress).
+# ASan+UBSan build (every test but the container label) and a ThreadSanitizer build (the
+# multi-threaded tests: agent, handlers, remote resolver, stress).
 # HAProxy: SPOA_HAPROXY_BINARIES lists the binaries to test against (space-separated; default:
 # the `haproxy` on PATH). Every build tests with the first; the normal build then runs the e2e
 # label again with each further one (tests/support/build_haproxy.sh builds one from source).
@@ -113,7 +113,12 @@ for kind in "${builds[@]}"; do
     targets=()
     select=()
     case "$kind" in
-        asan) flags+=(-DSPOA_SANITIZE=ON "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -g1") ;;
+        asan)
+            flags+=(-DSPOA_SANITIZE=ON "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -g1")
+            # The container tests run images built from the sources, not this build's binaries:
+            # the normal build runs them once.
+            select=(-LE container)
+            ;;
         tsan)
             flags+=(-DSPOA_TSAN=ON "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -g1")
             targets=(--target "${tsan_targets[@]}")
