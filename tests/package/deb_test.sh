@@ -29,11 +29,10 @@ phase() {
     echo "== [$((SECONDS - start)) s] $*"
 }
 
-if ! command -v docker >/dev/null 2>&1 || ! docker info >/dev/null 2>&1; then
-    echo "SKIP: Docker is not usable here ('docker info' fails): the package test installs the" \
-        "packages into containers" >&2
-    exit 77
-fi
+# Starts dockerd when it is not running (as root), else skips with exit 77: the package test
+# installs the packages into containers.
+source "$src/tests/container/lib.sh"
+docker_ready
 for tool in dpkg-deb dpkg-shlibdeps cpack; do
     command -v "$tool" >/dev/null || fail "$tool is missing (apt-get install dpkg-dev cmake)"
 done
