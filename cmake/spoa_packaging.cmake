@@ -37,7 +37,7 @@ install(PROGRAMS handlers/control_plane/spoa_control_plane.py
 set(CPACK_PACKAGE_NAME spoa)
 set(CPACK_PACKAGE_VERSION ${PROJECT_VERSION})
 set(CPACK_PACKAGE_DESCRIPTION_SUMMARY "${PROJECT_DESCRIPTION}")
-set(SPOA_PACKAGE_CONTACT "spoa maintainers <maintainers@users.noreply.r-seed-80a5b7e6.example>"
+set(SPOA_PACKAGE_CONTACT "spoa maintainers <maintainers@spoa.invalid>"
     CACHE STRING "Maintainer field of the Debian packages")
 set(CPACK_PACKAGE_CONTACT "${SPOA_PACKAGE_CONTACT}")
 set(CPACK_RESOURCE_FILE_LICENSE ${CMAKE_CURRENT_SOURCE_DIR}/LICENSE)
