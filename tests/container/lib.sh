@@ -35,9 +35,11 @@ build_agent_image() {
 # The first HAProxy 3.1+ binary of $SPOA_HAPROXY_BINARIES (space-separated), else $HAPROXY if
 # it is 3.1+; prints its path or nothing.
 haproxy3_binary() {
-    local b
+    local b version
     for b in ${SPOA_HAPROXY_BINARIES:-} ${HAPROXY:-}; do
-        "$b" -v 2>/dev/null | head -1 | grep -Eq 'version (3\.[1-9]|[4-9]\.)' && { echo "$b"; return; }
+        # Read whole, then matched: a pipe cut short by head or grep -q fails under pipefail.
+        version=$("$b" -v 2>/dev/null || true)
+        [[ ${version%%$'\n'*} =~ version\ (3\.[1-9]|[4-9]\.) ]] && { echo "$b"; return; }
     done
     return 0
 }

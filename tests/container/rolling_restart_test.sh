@@ -106,7 +106,7 @@ pids+=($!)
 agent_server() { [ "$1" = a ] && echo agent || echo agent2; }
 # HAProxy's view of one agent server in the HTTP agent backend: UP?
 server_up() {
-    $python "$here/http_load.py" servers "$stats" be_spoa_http | grep -qx "$(agent_server "$1") UP"
+    $python "$here/http_load.py" servers "$stats" be_spoa_http | grep -x "$(agent_server "$1") UP" >/dev/null
 }
 for c in a b; do
     wait_until 30 "HAProxy sees agent $c UP" server_up "$c" || { tail "$work/haproxy.log"; exit 1; }
