@@ -47,6 +47,23 @@ listen_address listen_address::parse(std::string_view text) {
     return a;
 }
 
+std::size_t listen_address::to_sockaddr(sockaddr_storage& out) const {
+    out = {};
+    auto* v4 = reinterpret_cast<sockaddr_in*>(&out);
+    auto* v6 = reinterpret_cast<sockaddr_in6*>(&out);
+    if (type == kind::tcp && ::inet_pton(AF_INET, host.c_str(), &v4->sin_addr) == 1) {
+        v4->sin_family = AF_INET;
+        v4->sin_port = htons(port);
+        return sizeof *v4;
+    }
+    if (type == kind::tcp && ::inet_pton(AF_INET6, host.c_str(), &v6->sin6_addr) == 1) {
+        v6->sin6_family = AF_INET6;
+        v6->sin6_port = htons(port);
+        return sizeof *v6;
+    }
+    throw std::invalid_argument("not a numeric TCP address: " + to_string());
+}
+
 std::string listen_address::to_string() const {
     if (type == kind::unix_socket) return "unix:" + path;
     if (host.find(':') != std::string::npos) return "[" + host + "]:" + std::to_string(port);

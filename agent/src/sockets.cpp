@@ -1,6 +1,5 @@
 #include "sockets.hpp"
 
-#include <arpa/inet.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <netinet/in.h>
@@ -32,23 +31,9 @@ std::optional<unsigned> parse_id(const std::string& s) {
 }  // namespace
 
 int open_tcp_listener(const listen_address& addr, bool reuse_port) {
-    sockaddr_storage ss{};
-    socklen_t len = 0;
-    int family = AF_INET;
-    auto* v4 = reinterpret_cast<sockaddr_in*>(&ss);
-    auto* v6 = reinterpret_cast<sockaddr_in6*>(&ss);
-    if (::inet_pton(AF_INET, addr.host.c_str(), &v4->sin_addr) == 1) {
-        v4->sin_family = AF_INET;
-        v4->sin_port = htons(addr.port);
-        len = sizeof *v4;
-    } else if (::inet_pton(AF_INET6, addr.host.c_str(), &v6->sin6_addr) == 1) {
-        family = AF_INET6;
-        v6->sin6_family = AF_INET6;
-        v6->sin6_port = htons(addr.port);
-        len = sizeof *v6;
-    } else {
-        throw std::runtime_error("not a numeric address: " + addr.to_string());
-    }
+    sockaddr_storage ss;
+    const auto len = static_cast<socklen_t>(addr.to_sockaddr(ss));
+    const int family = ss.ss_family;
     const int fd = ::socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) fail("socket", addr, errno);
     const int one = 1;

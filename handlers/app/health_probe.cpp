@@ -1,7 +1,5 @@
 #include "health_probe.hpp"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -40,21 +38,8 @@ bool wait_for(int fd, short events, clock::time_point deadline) {
 
 /// A non-blocking socket connected to the address, or an error text.
 probe_result connect_to(const listen_address& admin, socket_fd& s, clock::time_point deadline) {
-    sockaddr_storage addr{};
-    socklen_t len = 0;
-    auto* v4 = reinterpret_cast<sockaddr_in*>(&addr);
-    auto* v6 = reinterpret_cast<sockaddr_in6*>(&addr);
-    if (::inet_pton(AF_INET, admin.host.c_str(), &v4->sin_addr) == 1) {
-        v4->sin_family = AF_INET;
-        v4->sin_port = htons(admin.port);
-        len = sizeof *v4;
-    } else if (::inet_pton(AF_INET6, admin.host.c_str(), &v6->sin6_addr) == 1) {
-        v6->sin6_family = AF_INET6;
-        v6->sin6_port = htons(admin.port);
-        len = sizeof *v6;
-    } else {
-        return {false, "not a numeric address: " + admin.host};
-    }
+    sockaddr_storage addr;
+    const auto len = static_cast<socklen_t>(admin.to_sockaddr(addr));
     s.fd = ::socket(addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (s.fd < 0) return {false, std::string("socket: ") + std::strerror(errno)};
     if (::connect(s.fd, reinterpret_cast<sockaddr*>(&addr), len) != 0 && errno != EINPROGRESS)

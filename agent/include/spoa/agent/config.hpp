@@ -13,6 +13,8 @@ namespace spdlog {
 class logger;
 }
 
+struct sockaddr_storage;
+
 namespace spoa {
 
 /// Where to listen: `host:port`, `[v6]:port`, `:port` (all IPv4 addresses) or `unix:/path`.
@@ -26,6 +28,9 @@ struct listen_address {
     /// Throws std::invalid_argument with a message naming the bad part.
     [[nodiscard]] static listen_address parse(std::string_view text);
     [[nodiscard]] std::string to_string() const;
+    /// The TCP address as a socket address (family, address, port) in `out`; returns its
+    /// length. Throws std::invalid_argument for a Unix socket or a non-numeric host.
+    std::size_t to_sockaddr(sockaddr_storage& out) const;
 };
 
 /// Ownership and permissions of Unix listening sockets. Debian's HAProxy runs as user haproxy
