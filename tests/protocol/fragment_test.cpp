@@ -15,19 +15,10 @@ using namespace spoa::protocol;
 using spoa::test::bytes;
 using spoa::test::decode_one;
 using spoa::test::from_hex;
+using spoa::test::make_frame;
 using spoa::test::to_hex;
 
 namespace {
-
-bytes make_frame(frame_type type, std::uint32_t flags, std::uint64_t sid, std::uint64_t fid,
-                 bytes_view payload) {
-    byte_buffer out;
-    frame_writer w(out);
-    w.begin(type, flags, sid, fid);
-    out.append(payload);
-    if (!w.finish(0xFFFFFFFFu)) throw std::runtime_error("finish");
-    return bytes(out.data(), out.data() + out.size());
-}
 
 bytes v5_payload() {
     static const bytes v5 = from_hex(spoa::test::v5_hex);

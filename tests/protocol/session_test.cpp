@@ -26,6 +26,7 @@ using spoa::test::bytes;
 using spoa::test::concat;
 using spoa::test::decode_one;
 using spoa::test::from_hex;
+using spoa::test::make_frame;
 using spoa::test::to_hex;
 using spoa::test::view;
 
@@ -67,16 +68,6 @@ struct fixture {
     std::size_t feed(const bytes& input) { return s.feed(view(input)); }
     [[nodiscard]] bytes written() const { return bytes(out.data(), out.data() + out.size()); }
 };
-
-bytes make_frame(frame_type type, std::uint32_t flags, std::uint64_t sid, std::uint64_t fid,
-                 bytes_view payload = {}) {
-    byte_buffer out;
-    frame_writer w(out);
-    w.begin(type, flags, sid, fid);
-    out.append(payload);
-    if (!w.finish(0xFFFFFFFFu)) throw std::runtime_error("finish");
-    return bytes(out.data(), out.data() + out.size());
-}
 
 struct hello_fields {
     std::string versions = "2.0";

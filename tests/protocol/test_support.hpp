@@ -176,4 +176,15 @@ inline protocol::frame decode_one(protocol::bytes_view in,
     return f;
 }
 
+/// One whole frame with the given header and payload, as the codec's frame_writer writes it.
+inline bytes make_frame(protocol::frame_type type, std::uint32_t flags, std::uint64_t sid,
+                        std::uint64_t fid, protocol::bytes_view payload = {}) {
+    protocol::byte_buffer out;
+    protocol::frame_writer w(out);
+    w.begin(type, flags, sid, fid);
+    out.append(payload);
+    if (!w.finish(0xFFFFFFFFu)) throw std::runtime_error("finish");
+    return bytes(out.data(), out.data() + out.size());
+}
+
 }  // namespace spoa::test
