@@ -25,6 +25,8 @@ install(FILES haproxy/README.md DESTINATION ${spoa_agent_docdir} RENAME README.h
 install(FILES LICENSE DESTINATION ${spoa_agent_docdir} RENAME copyright COMPONENT agent)
 install(DIRECTORY haproxy/2.6 haproxy/3.x DESTINATION ${spoa_agent_docdir}/examples/haproxy
         COMPONENT agent)
+install(FILES haproxy/spoa-postgres.lua DESTINATION ${spoa_agent_docdir}/examples/haproxy
+        COMPONENT agent)
 install(FILES haproxy/routing.example.yaml DESTINATION ${spoa_agent_docdir}/examples
         COMPONENT agent)
 install(FILES ${spoa_systemd_dir}/haproxy-unix-socket.conf

@@ -216,6 +216,7 @@ if [ "$major" -gt 3 ] || { [ "$major" -eq 3 ] && [ "$minor" -ge 1 ]; }; then cfg
 export SPOA_AGENT_ADDR="127.0.0.1:$agent_port" SPOA_HTTP_BIND="127.0.0.1:$http_port" \
        SPOA_PG_BIND="127.0.0.1:$pg_port" SPOA_SMTP_BIND="127.0.0.1:$smtp_port" \
        SPOA_MYSQL_BIND="127.0.0.1:$mysql_port" SPOA_TLS_BIND="127.0.0.1:$tls_port" SPOA_SPOE_CONF="$cfg_dir/spoe-routing.conf" \
+       SPOA_PG_LUA="$root/haproxy/spoa-postgres.lua" \
        SPOA_FEEDBACK_LOG="127.0.0.1:$feedback_port" \
        SPOA_STATS_SOCKET="$work/haproxy.sock"
 haproxy -f "$cfg_dir/haproxy.cfg" >"$work/haproxy.log" 2>&1 &
@@ -244,10 +245,10 @@ cat <<EOF
     curl -i -H 'Host: sleepy.localhost' http://127.0.0.1:$http_port/      # held until it listens: x-route-kind: cold
     curl -i -H 'Host: sleepy.localhost' http://127.0.0.1:$http_port/      # x-route-kind: cached
 
-  Routing by database (HAProxy :$pg_port parses the startup packet through the agent):
-    psql "host=127.0.0.1 port=$pg_port user=postgres dbname=app1 sslmode=disable" -c 'table whoami'
-    psql "host=127.0.0.1 port=$pg_port user=postgres dbname=app2 sslmode=disable" -c 'table whoami'
-    psql "host=127.0.0.1 port=$pg_port user=postgres dbname=other sslmode=disable"   # refused: no route
+  Routing by database (HAProxy :$pg_port answers SSLRequest 'N', the agent routes the startup packet):
+    psql "host=127.0.0.1 port=$pg_port user=postgres dbname=app1" -c 'table whoami'
+    psql "host=127.0.0.1 port=$pg_port user=postgres dbname=app2" -c 'table whoami'
+    psql "host=127.0.0.1 port=$pg_port user=postgres dbname=other"   # FATAL: no postgres route (SQLSTATE 3D000)
 
   Agent:   curl http://127.0.0.1:$admin_port/metrics | grep spoa_route
            curl -X POST 'http://127.0.0.1:$admin_port/invalidate?id=app1.localhost'
@@ -261,8 +262,9 @@ if [ "$wait_for_ctrl_c" -eq 0 ]; then
     out2=$(curl -s -H 'Host: app2.localhost' "http://127.0.0.1:$http_port/")
     code404=$(curl -s -o /dev/null -w '%{http_code}' -H 'Host: nobody.localhost' "http://127.0.0.1:$http_port/")
     code403=$(curl -s -o /dev/null -w '%{http_code}' -H 'Host: metadata.localhost' "http://127.0.0.1:$http_port/")
-    db1=$(psql -XAtq "host=127.0.0.1 port=$pg_port user=postgres dbname=app1 sslmode=disable" -c 'table whoami' || true)
-    db2=$(psql -XAtq "host=127.0.0.1 port=$pg_port user=postgres dbname=app2 sslmode=disable" -c 'table whoami' || true)
+    db1=$(env -u PGSSLMODE psql -XAtq "host=127.0.0.1 port=$pg_port user=postgres dbname=app1" -c 'table whoami' || true)
+    db2=$(env -u PGSSLMODE psql -XAtq "host=127.0.0.1 port=$pg_port user=postgres dbname=app2" -c 'table whoami' || true)
+    refused=$(env -u PGSSLMODE psql -XAtq "host=127.0.0.1 port=$pg_port user=postgres dbname=other" -c 'select 1' 2>&1 || true)
     # The cold start: backend 3 is not listening; the first request wakes it and waits.
     asleep=no
     ss -Htln "sport = :$web3_port" | grep -q . || asleep=yes
@@ -271,12 +273,13 @@ if [ "$wait_for_ctrl_c" -eq 0 ]; then
     kind2=$(curl -s -o /dev/null -D - -H 'Host: sleepy.localhost' "http://127.0.0.1:$http_port/" |
             tr -d '\r' | sed -n 's/^x-route-kind: //Ip')
     if [[ "$out1" == *"backend 1"* && "$out2" == *"backend 2"* && "$code404" == 404 &&
-          "$code403" == 403 && "$db1" == app1 && "$db2" == app2 && "$asleep" == yes &&
+          "$code403" == 403 && "$db1" == app1 && "$db2" == app2 && "$refused" == *"SQLSTATE 3D000"* &&
+          "$asleep" == yes &&
           "$cold" == *"backend 3"* && "$kind1" == cold && ( "$kind2" == cached || "$kind2" == warm ) ]]; then
         say "self-check passed (cold start: $(grep -o 'ready after [0-9]* ms' "$work/agent.log" | head -1))"
         exit 0
     fi
-    say "self-check FAILED: '$out1' '$out2' $code404 $code403 '$db1' '$db2' asleep=$asleep cold='$kind1' then '$kind2'"
+    say "self-check FAILED: '$out1' '$out2' $code404 $code403 '$db1' '$db2' '$refused' asleep=$asleep cold='$kind1' then '$kind2'"
     tail -n 20 "$work/agent.log" "$work/haproxy.log" "$work/platform.log" >&2
     exit 1
 fi

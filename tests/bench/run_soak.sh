@@ -174,6 +174,7 @@ export SPOA_AGENT_ADDR="127.0.0.1:$agent_port" SPOA_HTTP_BIND="127.0.0.1:$http_p
        SPOA_PG_BIND="127.0.0.1:$pg_port" SPOA_SMTP_BIND="127.0.0.1:$smtp_port" \
        SPOA_MYSQL_BIND="127.0.0.1:$mysql_port" SPOA_TLS_BIND="127.0.0.1:$tls_port" \
        SPOA_SPOE_CONF="$cfg_dir/spoe-routing.conf" SPOA_FEEDBACK_LOG="127.0.0.1:$feedback_port" \
+       SPOA_PG_LUA="$root/haproxy/spoa-postgres.lua" \
        SPOA_STATS_SOCKET="$WORK/haproxy.sock"
 "$haproxy_bin" -c -q -f "$cfg_dir/haproxy.cfg" >"$WORK/haproxy-check.log" 2>&1 ||
     die "haproxy -c refused $cfg_dir/haproxy.cfg"

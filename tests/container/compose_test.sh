@@ -185,12 +185,16 @@ calls_after=$(metric 'spoa_control_plane_calls_total{address="unix:/run/control-
 say "app3.localhost -> web1 and x.preview.localhost/v2/ -> web2 through the control plane"
 
 # ---- PostgreSQL by database ----------------------------------------------------------------
+# libpq's default sslmode (prefer): the SSLRequest is answered 'N' by the mounted Lua actions.
 for db in app1 app2; do
-    got=$(psql -XAtq "host=127.0.0.1 port=$SPOA_PG_PORT dbname=$db user=postgres sslmode=disable connect_timeout=10" \
+    got=$(env -u PGSSLMODE psql -XAtq "host=127.0.0.1 port=$SPOA_PG_PORT dbname=$db user=postgres connect_timeout=10" \
         -c 'select database from whoami' 2>&1) || fail "psql $db: $got"
     [ "$got" = "$db" ] || fail "psql $db: whoami says '$got'"
 done
-say "psql app1 and app2 through HAProxy: whoami says app1, app2"
+got=$(env -u PGSSLMODE psql -XAtq "host=127.0.0.1 port=$SPOA_PG_PORT dbname=nodb user=postgres connect_timeout=10" \
+    -c 'select 1' 2>&1) && fail "psql nodb: connected"
+[[ "$got" == *"no postgres route for 'nodb'"*"SQLSTATE 3D000"* ]] || fail "psql nodb: '$got'"
+say "psql app1 and app2 through HAProxy: whoami says app1, app2; nodb refused with 3D000"
 
 # ---- cold start ----------------------------------------------------------------------------
 platform() { curl -s -m 5 "http://127.0.0.1:$SPOA_TEST_WAKE_PORT/state"; }

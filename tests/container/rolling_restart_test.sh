@@ -100,6 +100,7 @@ export SPOA_HTTP_BIND=127.0.0.1:$(free_port) SPOA_PG_BIND=127.0.0.1:$(free_port)
 export SPOA_SMTP_BIND=127.0.0.1:$(free_port) SPOA_MYSQL_BIND=127.0.0.1:$(free_port)
 export SPOA_TLS_BIND=127.0.0.1:$(free_port) SPOA_FEEDBACK_LOG=127.0.0.1:$(free_port)
 export SPOA_SPOE_CONF=$container_root/haproxy/$config_dir/spoe-routing.conf SPOA_STATS_SOCKET=$stats
+export SPOA_PG_LUA=$container_root/haproxy/spoa-postgres.lua
 "$haproxy_bin" -db -f "$work/haproxy.cfg" >"$work/haproxy.log" 2>&1 &
 pids+=($!)
 

@@ -210,6 +210,7 @@ class Stack:
             "SPOA_MYSQL_BIND": ",".join(f"127.0.0.1:{p}" for p in self.mysql_ports),
             "SPOA_TLS_BIND": f"127.0.0.1:{self.tls_port}",
             "SPOA_SPOE_CONF": os.path.join(self.cfg_dir, "spoe-routing.conf"),
+            "SPOA_PG_LUA": os.path.join(REPO, "haproxy", "spoa-postgres.lua"),
             "SPOA_STATS_SOCKET": env.stats_socket,
         }
         return self._variables
@@ -442,11 +443,14 @@ class PgCluster:
 
 
 def psql(port, dbname, sql, sslmode="disable", check_rc=True, timeout=20, extra=""):
-    conninfo = f"host=127.0.0.1 port={port} user=postgres dbname={dbname} sslmode={sslmode} " \
+    """psql -c `sql`; sslmode=None leaves libpq's default (prefer, or $PGSSLMODE: removed)."""
+    ssl = f"sslmode={sslmode} " if sslmode else ""
+    conninfo = f"host=127.0.0.1 port={port} user=postgres dbname={dbname} {ssl}" \
                f"connect_timeout=10 {extra}"
     r = subprocess.run(["psql", "-XAtq", "-v", "ON_ERROR_STOP=1", conninfo, "-c", sql],
                        capture_output=True, text=True, timeout=timeout,
-                       env={**os.environ, "PGCONNECT_TIMEOUT": "10"})
+                       env={**{k: v for k, v in os.environ.items() if not k.startswith("PGSSL")},
+                            "PGCONNECT_TIMEOUT": "10"})
     if check_rc and r.returncode != 0:
         raise TestFailure(f"psql {conninfo!r} -c {sql!r} failed ({r.returncode}):\n"
                           f"{r.stdout}{r.stderr}")

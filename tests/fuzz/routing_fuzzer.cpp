@@ -45,6 +45,7 @@
 #include <vector>
 
 #include "spoa/handlers/routing/contract.hpp"
+#include "spoa/handlers/routing/postgres_sqlstate.hpp"
 #include "spoa/handlers/routing/postgres_startup.hpp"
 #include "spoa/handlers/routing/resource_id.hpp"
 #include "spoa/handlers/routing/router.hpp"
@@ -216,7 +217,8 @@ struct harness {
             {"smtp", routing::tcp_key::dst_port},      {"mysql", routing::tcp_key::dst},
             {"pgbouncer", routing::tcp_key::dst_addr}, {"srcsvc", routing::tcp_key::src},
             {"proxy", routing::tcp_key::authority},    {"sniff", routing::tcp_key::sni}};
-        o.postgres.ssl_request_route = "app1";  // cancel_request_route stays empty: refused
+        // SSLRequests routed, GSSENCRequests answered 'N', CancelRequests refused.
+        o.postgres.ssl_request = {routing::postgres_policy::action::route, "app1"};
         return o;
     }
 
@@ -478,7 +480,27 @@ void check(const harness& h, const record& r, const spoa::testing::received_fram
     const auto status = a.get(contract::var::status);
     const auto reason = a.get(contract::var::reason);
     const auto resource = a.get(contract::var::resource);
+    const auto sqlstate = a.get(contract::var::sqlstate);
     const bool decision = ip.has_value();
+    if (const auto negotiation = a.get(contract::var::negotiation)) {
+        // Only a GSSENCRequest (answered `plaintext` by this target's options) gets one.
+        const bool gssenc = r.startup && routing::parse_postgres_startup(*r.startup).type ==
+                                             routing::postgres_startup::kind::gss_request;
+        if (r.proto != app_protocol::postgres || !gssenc)
+            fail(r, "a negotiation answer to something else than a GSSENCRequest");
+        if (negotiation->bytes != "plaintext" || ip || port || status || reason || sqlstate)
+            fail(r, "a negotiation answer is 'plaintext' alone: " + negotiation->to_string());
+        return;
+    }
+    // A PostgreSQL refusal carries the SQLSTATE of its status; nothing else carries one.
+    if (r.proto == app_protocol::postgres && status) {
+        if (!sqlstate || !is_integer(status->type) ||
+            sqlstate->bytes !=
+                routing::postgres_sqlstate(static_cast<int>(status->integer), false))
+            fail(r, "PostgreSQL refusal without the SQLSTATE of its status");
+    } else if (sqlstate) {
+        fail(r, "SQLSTATE outside a PostgreSQL refusal");
+    }
     if (decision) {
         if (!port || !resource || status || reason)
             fail(r, "decision without port/resource, or with a status/reason");

@@ -232,6 +232,14 @@ std::string pg_ssl_request() {
     return std::string("\x00\x00\x00\x08\x04\xd2\x16\x2f", 8);  // 8, 80877103
 }
 
+std::string pg_gssenc_request() {
+    return std::string("\x00\x00\x00\x08\x04\xd2\x16\x30", 8);  // 8, 80877104
+}
+
+std::string pg_cancel_request() {  // 16, 80877102, backend pid 7, secret key 9
+    return std::string("\x00\x00\x00\x10\x04\xd2\x16\x2e\0\0\0\x07\0\0\0\x09", 16);
+}
+
 message_spec pg(const std::string& packet, const std::string& sni = "") {
     message_spec m{std::string(contract::message::postgres),
                    {{contract::arg::startup, typed_value::binary(packet)},
@@ -307,6 +315,7 @@ TEST_CASE("route-http: unknown host is 404, then a negative hit", "[router]") {
     const auto second = ask(c, http("unknown.localhost"));
     check_refusal(second, 404, "no http route for 'unknown.localhost'", "negative");
     CHECK(a.router().active_resolver().stats().calls == 1);
+    CHECK(first.count("sqlstate") == 0);  // PostgreSQL's alone
 }
 
 TEST_CASE("route-http: an error route is 403 and is not cached", "[router]") {
@@ -373,15 +382,28 @@ TEST_CASE("route-pg: StartupMessage database, user, SSLRequest", "[router]") {
         // No database: the user names it, as the server does.
         CHECK(integer(ask(c, pg(pg_startup({{"user", "app2"}}))), "port") == 5434);
         // Database names are case-sensitive.
-        check_refusal(ask(c, pg(pg_startup({{"user", "u"}, {"database", "APP1"}}))), 404,
-                      "no postgres route for 'APP1'", "miss");
-        // SSLRequest carries no database: refused unless configured.
-        check_refusal(ask(c, pg(pg_ssl_request())), 403,
-                      "SSLRequest refused: no database name before TLS (use direct TLS with SNI, "
-                      "or configure postgres.ssl_request)",
+        const auto unknown = ask(c, pg(pg_startup({{"user", "u"}, {"database", "APP1"}})));
+        check_refusal(unknown, 404, "no postgres route for 'APP1'", "miss");
+        CHECK(str(unknown, "sqlstate") == "3D000");  // invalid_catalog_name
+        // SSLRequest and GSSENCRequest carry no database: answered 'N' by default, so that
+        // the StartupMessage that follows is routed by database.
+        for (const auto& request : {pg_ssl_request(), pg_gssenc_request()}) {
+            const auto answer = ask(c, pg(request));
+            CHECK(str(answer, "negotiation") == "plaintext");
+            CHECK(answer.count("status") == 0);
+            CHECK(answer.count("ip") == 0);
+            CHECK(integer(answer, "decision_us").has_value());
+        }
+        // A CancelRequest names no backend either, and has no plaintext to go on with.
+        const auto cancel = ask(c, pg(pg_cancel_request()));
+        check_refusal(cancel, 403, "CancelRequest refused (postgres.cancel_request: reject)",
                       "none");
-        check_refusal(ask(c, pg(std::string("\x00\x00\x00\x03", 4))), 400,
+        CHECK(str(cancel, "sqlstate") == "28000");
+        CHECK(cancel.count("negotiation") == 0);
+        const auto short_packet = ask(c, pg(std::string("\x00\x00\x00\x03", 4)));
+        check_refusal(short_packet, 400,
                       "invalid PostgreSQL startup packet: packet shorter than 8 bytes", "none");
+        CHECK(str(short_packet, "sqlstate") == "08P01");  // protocol_violation
         check_refusal(ask(c, pg(pg_startup({{"database", "app1"}}))), 400,
                       "invalid PostgreSQL startup packet: no user parameter", "none");
         // Direct TLS: the SNI names the database.
@@ -392,9 +414,31 @@ TEST_CASE("route-pg: StartupMessage database, user, SSLRequest", "[router]") {
         // SNI is a host name, normalised to lowercase: "app1".
         CHECK(integer(direct, "port") == 5433);
     }
+    SECTION("ssl_request and gssenc_request rejected") {
+        auto opts = example_options();
+        opts.postgres.ssl_request = {postgres_policy::action::reject, {}};
+        opts.postgres.gssenc_request = {postgres_policy::action::reject, {}};
+        routing_agent a(std::make_shared<static_resolver>(example_table()), opts);
+        auto c = a.connect();
+        const auto ssl = ask(c, pg(pg_ssl_request()));
+        check_refusal(ssl, 403, "SSLRequest refused (postgres.ssl_request: reject)", "none");
+        CHECK(str(ssl, "sqlstate") == "28000");
+        CHECK(ssl.count("negotiation") == 0);
+        check_refusal(ask(c, pg(pg_gssenc_request())), 403,
+                      "GSSENCRequest refused (postgres.gssenc_request: reject)", "none");
+    }
+    SECTION("an unknown user is an unknown role when users name the resource") {
+        auto opts = example_options();
+        opts.postgres.resource_from = postgres_options::source::user;
+        routing_agent a(std::make_shared<static_resolver>(example_table()), opts);
+        auto c = a.connect();
+        const auto v = ask(c, pg(pg_startup({{"user", "nobody"}, {"database", "app1"}})));
+        check_refusal(v, 404, "no postgres route for 'nobody'", "miss");
+        CHECK(str(v, "sqlstate") == "28000");
+    }
     SECTION("ssl_request routed to a configured database") {
         auto opts = example_options();
-        opts.postgres.ssl_request_route = "default-db";
+        opts.postgres.ssl_request = {postgres_policy::action::route, "default-db"};
         routing_agent a(std::make_shared<static_resolver>(example_table()), opts);
         auto c = a.connect();
         const auto v = ask(c, pg(pg_ssl_request()));

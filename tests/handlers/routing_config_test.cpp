@@ -61,8 +61,9 @@ TEST_CASE("config: the shipped example configuration loads", "[config]") {
           "169.254.169.254 is in 169.254.0.0/16 (link-local, cloud metadata (RFC 3927))");
 
     CHECK(cfg.router.postgres.resource_from == postgres_options::source::database);
-    CHECK(cfg.router.postgres.ssl_request_route.empty());
-    CHECK(cfg.router.postgres.cancel_request_route.empty());
+    CHECK(cfg.router.postgres.ssl_request.what == postgres_policy::action::plaintext);
+    CHECK(cfg.router.postgres.gssenc_request.what == postgres_policy::action::plaintext);
+    CHECK(cfg.router.postgres.cancel_request.what == postgres_policy::action::reject);
     CHECK(cfg.router.tcp_services.size() == 2);
     CHECK(cfg.router.tcp_services.at("smtp") == tcp_key::dst_port);
     CHECK(cfg.router.tcp_services.at("mysql") == tcp_key::dst_port);
@@ -113,6 +114,7 @@ ssrf:
 postgres:
   resource_from: endpoint
   ssl_request: route:default-db
+  gssenc_request: reject
   cancel_request: route:cancels
 tcp:
   services: {smtp: authority, mysql: dst_addr, ldap: src, imaps: sni, redis: dst}
@@ -138,8 +140,11 @@ metadata_variables: {tenant: tenant_id, plan: x.plan}
     CHECK(cfg.ssrf.check(ip("10.0.0.1")) == "10.0.0.1 is in 10.0.0.0/8 (private (RFC 1918))");
     CHECK(cfg.ssrf.check(ip("1.1.1.1")) == std::nullopt);
     CHECK(cfg.router.postgres.resource_from == postgres_options::source::endpoint);
-    CHECK(cfg.router.postgres.ssl_request_route == "default-db");
-    CHECK(cfg.router.postgres.cancel_request_route == "cancels");
+    CHECK(cfg.router.postgres.ssl_request.what == postgres_policy::action::route);
+    CHECK(cfg.router.postgres.ssl_request.route == "default-db");
+    CHECK(cfg.router.postgres.gssenc_request.what == postgres_policy::action::reject);
+    CHECK(cfg.router.postgres.cancel_request.what == postgres_policy::action::route);
+    CHECK(cfg.router.postgres.cancel_request.route == "cancels");
     CHECK(cfg.router.tcp_services.at("smtp") == tcp_key::authority);
     CHECK(cfg.router.tcp_services.at("mysql") == tcp_key::dst_addr);
     CHECK(cfg.router.tcp_services.at("ldap") == tcp_key::src);
@@ -161,7 +166,8 @@ metadata_variables: {tenant: tenant_id, plan: x.plan}
                                            "pg.yaml"));
     }
     const auto reject = parse_routing_config("postgres: {ssl_request: reject}\n", "pg.yaml");
-    CHECK(reject.router.postgres.ssl_request_route.empty());
+    CHECK(reject.router.postgres.ssl_request.what == postgres_policy::action::reject);
+    CHECK(reject.router.postgres.gssenc_request.what == postgres_policy::action::plaintext);
 }
 
 TEST_CASE("config: malformed configurations name the file and the line", "[config]") {
@@ -229,7 +235,11 @@ TEST_CASE("config: malformed configurations name the file and the line", "[confi
         {"bad resource_from", "postgres:\n  resource_from: table\n", 2,
          "postgres.resource_from must be database, user, endpoint or sni"},
         {"bad ssl_request", "postgres:\n  ssl_request: \"route:\"\n", 2,
-         "postgres.ssl_request must be reject or route:<resource-id>"},
+         "postgres.ssl_request must be plaintext, reject or route:<resource-id>"},
+        {"bad gssenc_request", "postgres:\n  gssenc_request: tls\n", 2,
+         "postgres.gssenc_request must be plaintext, reject or route:<resource-id>"},
+        {"plaintext cancel_request", "postgres:\n  cancel_request: plaintext\n", 2,
+         "postgres.cancel_request must be reject or route:<resource-id>"},
         {"bad cancel_request", "postgres:\n  cancel_request: accept\n", 2,
          "postgres.cancel_request must be reject or route:<resource-id>"},
         {"bad tcp key", "tcp:\n  services:\n    smtp: dst_prt\n", 3,

@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "spoa/handlers/routing/contract.hpp"
+#include "spoa/handlers/routing/postgres_sqlstate.hpp"
 #include "spoa/handlers/routing/postgres_startup.hpp"
 #include "spoa/handlers/routing/resource_id.hpp"
 
@@ -241,8 +242,8 @@ void router::handle_http(const message& m, reply& reply) {
         normalize_host(m.try_string(contract::arg::host).value_or(""), buf, sizeof buf);
     if (host.empty()) {
         bad_requests_.fetch_add(1, std::memory_order_relaxed);
-        answer_refusal(reply, "", 400, "missing or oversized Host header", cache_label::none,
-                       started);
+        answer_refusal(reply, app_protocol::http, "", 400, "missing or oversized Host header",
+                       cache_label::none, started);
         return;
     }
     const std::string_view path = m.try_string(contract::arg::path).value_or("/");
@@ -286,33 +287,27 @@ void router::handle_postgres(const message& m, reply& reply) {
             break;  // direct TLS: only the SNI names the target
         case kind::ssl_request:
         case kind::gss_request:
-            if (pg.ssl_request_route.empty()) {
-                answer_refusal(reply, "", 403,
-                               "SSLRequest refused: no database name before TLS (use direct TLS "
-                               "with SNI, or configure postgres.ssl_request)",
-                               cache_label::none, started);
-                return;
+        case kind::cancel_request: {
+            const postgres_policy& policy = startup.type == kind::ssl_request   ? pg.ssl_request
+                                            : startup.type == kind::gss_request ? pg.gssenc_request
+                                                                                : pg.cancel_request;
+            if (policy.what == postgres_policy::action::route) {
+                id = policy.route;
+                break;
             }
-            id = pg.ssl_request_route;
-            break;
-        case kind::cancel_request:
-            if (pg.cancel_request_route.empty()) {
-                answer_refusal(reply, "", 403, "CancelRequest refused (postgres.cancel_request)",
-                               cache_label::none, started);
-                return;
-            }
-            id = pg.cancel_request_route;
-            break;
+            answer_before_startup(reply, startup.type, policy.what, started);
+            return;
+        }
         case kind::invalid:
             bad_requests_.fetch_add(1, std::memory_order_relaxed);
-            answer_refusal(reply, "", 400,
+            answer_refusal(reply, app_protocol::postgres, "", 400,
                            std::string("invalid PostgreSQL startup packet: ") + startup.error,
                            cache_label::none, started);
             return;
     }
     if (id.empty()) {
         bad_requests_.fetch_add(1, std::memory_order_relaxed);
-        answer_refusal(reply, "", 400,
+        answer_refusal(reply, app_protocol::postgres, "", 400,
                        "no resource id in the startup packet (see postgres.resource_from)",
                        cache_label::none, started);
         return;
@@ -332,9 +327,28 @@ void router::handle_postgres(const message& m, reply& reply) {
         ctx.attributes["packet"] = startup.type == kind::startup          ? "startup"
                                    : startup.type == kind::tls_hello      ? "tls"
                                    : startup.type == kind::cancel_request ? "cancel"
+                                   : startup.type == kind::gss_request    ? "gssenc_request"
                                                                           : "ssl_request";
         return ctx;
     });
+}
+
+void router::answer_before_startup(reply& reply, postgres_startup::kind packet,
+                                   postgres_policy::action what, std::uint64_t started) const {
+    using kind = postgres_startup::kind;
+    // A CancelRequest has no plaintext to go on with: only a route lets it through.
+    if (what == postgres_policy::action::plaintext && packet != kind::cancel_request) {
+        plaintext_answers_.fetch_add(1, std::memory_order_relaxed);
+        reply.set_string(var_scope::txn, contract::var::negotiation,
+                         to_string(contract::negotiation_answer::plaintext));
+        set_decision_time(reply, started);
+        return;
+    }
+    const std::string_view reason =
+        packet == kind::ssl_request   ? "SSLRequest refused (postgres.ssl_request: reject)"
+        : packet == kind::gss_request ? "GSSENCRequest refused (postgres.gssenc_request: reject)"
+                                      : "CancelRequest refused (postgres.cancel_request: reject)";
+    answer_refusal(reply, app_protocol::postgres, "", 403, reason, cache_label::none, started);
 }
 
 void router::handle_tcp(const message& m, reply& reply) {
@@ -370,7 +384,7 @@ void router::handle_tcp(const message& m, reply& reply) {
     }
     if (value.empty()) {
         bad_requests_.fetch_add(1, std::memory_order_relaxed);
-        answer_refusal(reply, "", 400,
+        answer_refusal(reply, app_protocol::tcp, "", 400,
                        "the connection carries no value for the service's routing key",
                        cache_label::none, started);
         return;
@@ -394,7 +408,8 @@ void router::handle_tls(const message& m, reply& reply) {
         normalize_host(m.try_string(contract::arg::sni).value_or(""), buf, sizeof buf);
     if (sni.empty()) {
         bad_requests_.fetch_add(1, std::memory_order_relaxed);
-        answer_refusal(reply, "", 400, "TLS ClientHello without SNI", cache_label::none, started);
+        answer_refusal(reply, app_protocol::tls, "", 400, "TLS ClientHello without SNI",
+                       cache_label::none, started);
         return;
     }
     decide({app_protocol::tls, sni, {}, started}, reply, [&] {
@@ -419,7 +434,8 @@ void router::decide(const decision& d, reply& reply, MakeContext&& make_ctx) {
     key_buffer key;
     if (!key.build(d.proto, d.id)) {
         bad_requests_.fetch_add(1, std::memory_order_relaxed);
-        answer_refusal(reply, "", 400, "resource id too long", cache_label::none, d.started_ns);
+        answer_refusal(reply, d.proto, "", 400, "resource id too long", cache_label::none,
+                       d.started_ns);
         return;
     }
     // Hits are answered right here, on the loop thread, without allocating.
@@ -568,10 +584,15 @@ void router::finish_resolve(const std::string& key, std::shared_ptr<const checke
 
 // ---- answers -----------------------------------------------------------------------------------
 
-void router::answer_refusal(reply& r, std::string_view id, int status, std::string_view reason,
-                            cache_label label, std::uint64_t started_ns) {
+void router::answer_refusal(reply& r, app_protocol proto, std::string_view id, int status,
+                            std::string_view reason, cache_label label,
+                            std::uint64_t started_ns) const {
     r.set_int(var_scope::txn, contract::var::status, status);
     r.set_string(var_scope::txn, contract::var::reason, reason);
+    if (proto == app_protocol::postgres) {
+        const bool role = opts_.postgres.resource_from == postgres_options::source::user;
+        r.set_string(var_scope::txn, contract::var::sqlstate, postgres_sqlstate(status, role));
+    }
     if (!id.empty()) r.set_string(var_scope::txn, contract::var::resource, id);
     r.set_string(var_scope::txn, contract::var::cache, to_string(label));
     set_decision_time(r, started_ns);
@@ -606,7 +627,8 @@ void router::answer(reply& r, const decision& req,
     if (error) {
         decisions_err_[proto_index][static_cast<std::size_t>(error->code)].fetch_add(
             1, std::memory_order_relaxed);
-        answer_refusal(r, req.id, http_status(error->code), error->reason, label, req.started_ns);
+        answer_refusal(r, req.proto, req.id, http_status(error->code), error->reason, label,
+                       req.started_ns);
         return;
     }
     const std::vector<checked_endpoint>* eps = &route->endpoints;
@@ -622,7 +644,7 @@ void router::answer(reply& r, const decision& req,
     const auto refuse = [&](std::string reason) {
         decisions_err_[proto_index][static_cast<std::size_t>(error_code::unavailable)].fetch_add(
             1, std::memory_order_relaxed);
-        answer_refusal(r, req.id, 503, reason, label, req.started_ns);
+        answer_refusal(r, req.proto, req.id, 503, reason, label, req.started_ns);
     };
     if (route->state != backend_state::ready) {
         refuse("backend is " + std::string(to_string(route->state)) + " (cold starts are off)");
@@ -766,6 +788,9 @@ void router::render_metrics(std::string& out) const {
             resolve_timeouts_.load(std::memory_order_relaxed));
     counter("spoa_route_bad_requests_total", "Messages without a usable resource id (400).",
             bad_requests_.load(std::memory_order_relaxed));
+    counter("spoa_route_postgres_plaintext_answers_total",
+            "SSLRequests and GSSENCRequests answered 'N' (go on unencrypted).",
+            plaintext_answers_.load(std::memory_order_relaxed));
     counter("spoa_route_no_healthy_endpoint_total",
             "Decisions refused: every endpoint unhealthy or open.",
             no_healthy_endpoint_.load(std::memory_order_relaxed));

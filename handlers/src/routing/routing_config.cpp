@@ -87,16 +87,22 @@ ssrf_policy parse_ssrf(const config_section& s) {
     return ssrf_policy::allowlist(std::move(allowed));
 }
 
-/// "reject" (an empty route) or "route:<resource-id>".
-void parse_startup_policy(const config_section& s, std::string_view key, std::string& route) {
+/// "reject", "route:<resource-id>", and "plaintext" where `plaintext_allowed`.
+void parse_startup_policy(const config_section& s, std::string_view key, postgres_policy& policy,
+                          bool plaintext_allowed) {
+    using action = postgres_policy::action;
     const auto v = s.text(key);
     if (!v) return;
     if (*v == "reject") {
-        route.clear();
+        policy = {action::reject, {}};
+    } else if (*v == "plaintext" && plaintext_allowed) {
+        policy = {action::plaintext, {}};
     } else if (v->starts_with("route:") && v->size() > 6) {
-        route = v->substr(6);
+        policy = {action::route, std::string(v->substr(6))};
     } else {
-        s.fail(s[key], s.name_of(key) + " must be reject or route:<resource-id>");
+        s.fail(s[key], s.name_of(key) + (plaintext_allowed
+                                             ? " must be plaintext, reject or route:<resource-id>"
+                                             : " must be reject or route:<resource-id>"));
     }
 }
 
@@ -107,8 +113,9 @@ void parse_postgres(const config_section& s, postgres_options& o) {
                                                       {"endpoint", src::endpoint},
                                                       {"sni", src::sni}})
                           .value_or(o.resource_from);
-    parse_startup_policy(s, "ssl_request", o.ssl_request_route);
-    parse_startup_policy(s, "cancel_request", o.cancel_request_route);
+    parse_startup_policy(s, "ssl_request", o.ssl_request, true);
+    parse_startup_policy(s, "gssenc_request", o.gssenc_request, true);
+    parse_startup_policy(s, "cancel_request", o.cancel_request, false);
 }
 
 void parse_tcp(const config_section& s, router_options& o) {
@@ -260,7 +267,8 @@ routing_config from_node(const YAML::Node& root, const std::string& origin) {
     if (const auto s = top.section("cache", {"ttl_ms", "negative_ttl_ms", "max_entries"}))
         parse_cache(*s, cfg.router.cache);
     if (const auto s = top.section("ssrf", {"mode", "allow", "block"})) cfg.ssrf = parse_ssrf(*s);
-    if (const auto s = top.section("postgres", {"resource_from", "ssl_request", "cancel_request"}))
+    if (const auto s = top.section(
+            "postgres", {"resource_from", "ssl_request", "gssenc_request", "cancel_request"}))
         parse_postgres(*s, cfg.router.postgres);
     if (const auto s = top.section("tcp", {"services"})) parse_tcp(*s, cfg.router);
     if (const auto md = top["metadata_variables"]) parse_metadata_variables(md, origin, cfg.router);

@@ -43,6 +43,10 @@ inline constexpr std::string_view cache = "cache";        ///< hit, miss, coales
 inline constexpr std::string_view decision_us = "decision_us";  ///< agent-side decision time
 inline constexpr std::string_view kind = "kind";                ///< warm, cached, cold
 inline constexpr std::string_view wait_ms = "wait_ms";          ///< cold start wait
+/// PostgreSQL: the SQLSTATE of a refusal, for the ErrorResponse haproxy/spoa-postgres.lua sends.
+inline constexpr std::string_view sqlstate = "sqlstate";
+/// PostgreSQL: how to answer an SSLRequest or GSSENCRequest (a negotiation_answer).
+inline constexpr std::string_view negotiation = "negotiation";
 }  // namespace var
 
 /// Values of var::cache: how the decision was found (`none`: a request refused before any
@@ -64,6 +68,17 @@ inline constexpr std::size_t decision_kind_count = 3;
     return names[static_cast<std::size_t>(k)];
 }
 
+/// Values of var::negotiation. `plaintext`: answer 'N' (no encryption on this connection) and
+/// send the client's next packet to the agent again.
+enum class negotiation_answer : std::uint8_t { plaintext };
+[[nodiscard]] constexpr std::string_view to_string(negotiation_answer a) noexcept {
+    switch (a) {
+        case negotiation_answer::plaintext:
+            return "plaintext";
+    }
+    return "plaintext";
+}
+
 /// Arguments each message carries, in the order the shipped configurations send them.
 inline constexpr std::array http_args{arg::host, arg::path, arg::src};
 inline constexpr std::array postgres_args{arg::startup, arg::sni, arg::src};
@@ -72,8 +87,8 @@ inline constexpr std::array tcp_args{arg::service, arg::dst, arg::dst_port, arg:
 inline constexpr std::array tls_args{arg::service, arg::sni, arg::alpn, arg::dst_port, arg::src};
 
 /// Every variable the agent may set (for register-var-names).
-inline constexpr std::array variables{var::ip,          var::port,     var::status,
-                                      var::reason,      var::resource, var::cache,
-                                      var::decision_us, var::kind,     var::wait_ms};
+inline constexpr std::array variables{var::ip,       var::port,     var::status,      var::reason,
+                                      var::resource, var::cache,    var::decision_us, var::kind,
+                                      var::wait_ms,  var::sqlstate, var::negotiation};
 
 }  // namespace spoa::handlers::routing::contract

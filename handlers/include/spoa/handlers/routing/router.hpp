@@ -19,6 +19,7 @@
 #include "spoa/handlers/routing/contract.hpp"
 #include "spoa/handlers/routing/endpoint_checker.hpp"
 #include "spoa/handlers/routing/endpoint_health.hpp"
+#include "spoa/handlers/routing/postgres_startup.hpp"
 #include "spoa/handlers/routing/resolver.hpp"
 #include "spoa/handlers/routing/route_cache.hpp"
 #include "spoa/handlers/routing/ssrf.hpp"
@@ -34,13 +35,27 @@ namespace spoa::handlers::routing {
 enum class tcp_key : std::uint8_t { dst_port, dst, dst_addr, src, authority, sni };
 [[nodiscard]] std::optional<tcp_key> parse_tcp_key(std::string_view s) noexcept;
 
+/// What the agent answers to a PostgreSQL packet that comes before the StartupMessage and so
+/// names no database: an SSLRequest, a GSSENCRequest or a CancelRequest.
+struct postgres_policy {
+    enum class action : std::uint8_t {
+        plaintext,  ///< answer 'N' (txn.route.negotiation): the client goes on unencrypted
+        reject,     ///< refuse the connection
+        route,      ///< send the whole connection, request included, to `route`'s backend
+    };
+    action what = action::reject;
+    std::string route;  ///< resource id, for action::route
+};
+
 struct postgres_options {
     enum class source : std::uint8_t { database, user, endpoint, sni };
     source resource_from = source::database;
-    /// Resource id used for SSLRequest/GSSENCRequest connections; empty = reject them.
-    std::string ssl_request_route;
-    /// Resource id used for CancelRequest connections; empty = reject them.
-    std::string cancel_request_route;
+    /// libpq's default (sslmode=prefer) opens with an SSLRequest, and with a GSSENCRequest
+    /// when it holds Kerberos credentials: answering 'N' lets such clients be routed by
+    /// database. `plaintext` is not valid for cancel_request.
+    postgres_policy ssl_request{postgres_policy::action::plaintext, {}};
+    postgres_policy gssenc_request{postgres_policy::action::plaintext, {}};
+    postgres_policy cancel_request{postgres_policy::action::reject, {}};
 };
 
 struct router_options {
@@ -135,8 +150,13 @@ class router {
     void answer(reply& r, const decision& d, const std::shared_ptr<const checked_route>& route,
                 const std::shared_ptr<const resolve_error>& error, contract::cache_label label,
                 std::optional<std::uint64_t> waited_ms = std::nullopt, bool woken = false);
-    static void answer_refusal(reply& r, std::string_view id, int status, std::string_view reason,
-                               contract::cache_label label, std::uint64_t started_ns);
+    /// The answer to an SSLRequest, GSSENCRequest or CancelRequest whose policy is not a route.
+    void answer_before_startup(reply& r, postgres_startup::kind packet,
+                               postgres_policy::action what, std::uint64_t started) const;
+    /// Writes a refusal: status and reason, and for PostgreSQL the SQLSTATE its client sees.
+    void answer_refusal(reply& r, app_protocol proto, std::string_view id, int status,
+                        std::string_view reason, contract::cache_label label,
+                        std::uint64_t started_ns) const;
 
   private:
     std::shared_ptr<resolver> resolver_;
@@ -151,6 +171,7 @@ class router {
     std::atomic<std::uint64_t> decisions_ok_[4]{};
     std::atomic<std::uint64_t> decisions_err_[4][5]{};
     std::atomic<std::uint64_t> bad_requests_{0};
+    mutable std::atomic<std::uint64_t> plaintext_answers_{0};
     std::atomic<std::uint64_t> ssrf_refusals_{0};
     std::atomic<std::uint64_t> resolve_timeouts_{0};
     std::atomic<std::uint64_t> no_healthy_endpoint_{0};
