@@ -25,7 +25,7 @@ install(FILES haproxy/README.md DESTINATION ${spoa_agent_docdir} RENAME README.h
 install(FILES LICENSE DESTINATION ${spoa_agent_docdir} RENAME copyright COMPONENT agent)
 install(DIRECTORY haproxy/2.6 haproxy/3.x DESTINATION ${spoa_agent_docdir}/examples/haproxy
         COMPONENT agent)
-install(FILES haproxy/spoa-postgres.lua DESTINATION ${spoa_agent_docdir}/examples/haproxy
+install(FILES haproxy/spoa-postgres.lua haproxy/postgres-tls.cfg DESTINATION ${spoa_agent_docdir}/examples/haproxy
         COMPONENT agent)
 install(FILES haproxy/routing.example.yaml DESTINATION ${spoa_agent_docdir}/examples
         COMPONENT agent)

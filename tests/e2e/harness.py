@@ -466,11 +466,14 @@ class Env:
         return cfg_path, spoe_path
 
     def start_haproxy(self, cfg_path, wait_up=True):
-        res = subprocess.run([self.haproxy_bin, "-c", "-f", cfg_path], capture_output=True,
-                             text=True)
+        """`cfg_path`: a configuration file, or a list of them (loaded in order, one -f
+        each)."""
+        files = cfg_path if isinstance(cfg_path, (list, tuple)) else [cfg_path]
+        args = [a for f in files for a in ("-f", f)]
+        res = subprocess.run([self.haproxy_bin, "-c", *args], capture_output=True, text=True)
         if res.returncode != 0:
             raise TestFailure(f"haproxy -c refused the configuration:\n{res.stdout}{res.stderr}")
-        self.haproxy = Process("haproxy", [self.haproxy_bin, "-db", "-f", cfg_path],
+        self.haproxy = Process("haproxy", [self.haproxy_bin, "-db", *args],
                                self.path("haproxy.log"))
         self.processes.append(self.haproxy)
         deadline = time.monotonic() + 10

@@ -67,10 +67,10 @@ async def serve_http(reader, writer, name, respond):
         writer.close()
 
 
-async def serve(handler, port, host="127.0.0.1", on_listen=None):
+async def serve(handler, port, host="127.0.0.1", on_listen=None, tls=None):
     """Listens on host:port (SO_REUSEADDR), calls on_listen() right after listen(), prints
-    "ready <port>" once connections are served by handler(reader, writer), and returns after
-    SIGTERM or SIGINT."""
+    "ready <port>" once connections are served by handler(reader, writer) (behind TLS with
+    the ssl.SSLContext `tls`), and returns after SIGTERM or SIGINT."""
     family, kind, proto, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
     sock = socket.socket(family, kind, proto)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -78,7 +78,7 @@ async def serve(handler, port, host="127.0.0.1", on_listen=None):
     sock.listen(BACKLOG)
     if on_listen is not None:
         on_listen()
-    server = await asyncio.start_server(handler, sock=sock, backlog=BACKLOG)
+    server = await asyncio.start_server(handler, sock=sock, backlog=BACKLOG, ssl=tls)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -285,6 +285,16 @@ class Stack:
         wait_log(p, r"ready \d+")
         return port, spool
 
+    def pg_tls_relay(self, name, crt, key, upstream_port):
+        """Direct TLS (ALPN postgresql) in front of the PostgreSQL on `upstream_port`, as a
+        PostgreSQL 17 server offers it; its log has one "alpn=..." line per connection."""
+        port = self.env.port()
+        p = self.spawn(f"pg-tls-{name}", [PYTHON, "-B", SERVERS, "pg-tls", "--port", str(port),
+                                          "--name", name, "--cert", crt, "--key", key,
+                                          "--to", str(upstream_port)])
+        wait_log(p, r"ready \d+")
+        return port, p
+
     def greeting_server(self, name):
         port = self.env.port()
         p = self.spawn(f"greet-{name}", [PYTHON, "-B", SERVERS, "greet", "--port", str(port),

@@ -8,6 +8,11 @@
     servers.py greet --port P --name NAME           server-speaks-first (MySQL-like): sends a
                                                       greeting naming NAME on connect, then
                                                       echoes what it reads
+    servers.py pg-tls --port P --name NAME --cert CRT --key KEY --to PORT
+                                                      a PostgreSQL 17 server's direct TLS in
+                                                      front of a plaintext one: TLS with ALPN
+                                                      "postgresql" (else closed), then relays
+                                                      to 127.0.0.1:PORT; logs each ALPN
 
 Each prints "ready <port>" once listening. The HTTP side and the listen / ready / stop loop
 (backlog 4096, so that a burst of connections in the single-flight test is not dropped by a short
@@ -17,6 +22,7 @@ accept queue) are tests/e2e/http_backend.py, shared with the cold-start fake pla
 import argparse
 import asyncio
 import os
+import ssl
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -114,22 +120,52 @@ async def greet_conn(reader, writer, name):
         writer.close()
 
 
+async def pump(reader, writer):
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    except ConnectionError:
+        pass
+    finally:
+        writer.close()
+
+
+async def pg_tls_conn(reader, writer, upstream_port):
+    alpn = writer.get_extra_info("ssl_object").selected_alpn_protocol()
+    print(f"connection alpn={alpn}", flush=True)
+    if alpn != "postgresql":  # as PostgreSQL 17 does
+        writer.close()
+        return
+    up_reader, up_writer = await asyncio.open_connection("127.0.0.1", upstream_port)
+    await asyncio.gather(pump(reader, up_writer), pump(up_reader, writer))
+
+
 async def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("kind", choices=["http", "smtp", "greet"])
+    ap.add_argument("kind", choices=["http", "smtp", "greet", "pg-tls"])
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--name", required=True)
     ap.add_argument("--spool")
+    ap.add_argument("--cert")
+    ap.add_argument("--key")
+    ap.add_argument("--to", type=int)
     args = ap.parse_args()
+    tls = None
     if args.kind == "http":
         handler = lambda r, w: http_conn(r, w, args.name)  # noqa: E731
     elif args.kind == "smtp":
         os.makedirs(args.spool, exist_ok=True)
         handler = SmtpSink(args.name, args.spool).conn
-    else:
+    elif args.kind == "greet":
         handler = lambda r, w: greet_conn(r, w, args.name)  # noqa: E731
-    await serve(handler, args.port, args.host)
+    else:
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        tls.load_cert_chain(args.cert, args.key)
+        tls.set_alpn_protocols(["postgresql"])
+        handler = lambda r, w: pg_tls_conn(r, w, args.to)  # noqa: E731
+    await serve(handler, args.port, args.host, tls=tls)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <functional>
 #include <map>
+#include <regex>
 #include <set>
 #include <sstream>
 #include <string>
@@ -315,6 +316,71 @@ TEST_CASE("contract: haproxy.cfg reads only contract and HAProxy-owned variables
             }
         }
     }
+}
+
+namespace {
+
+/// The action names `core.register_action("<name>", ...)` registers in a Lua file, and the
+/// txn.route.<name> variables it reads or writes.
+struct lua_facts {
+    std::set<std::string> actions;
+    std::set<std::string> route_variables;
+};
+
+lua_facts scan_lua(const fs::path& p) {
+    std::istringstream in(test::read_text(p));
+    lua_facts facts;
+    const std::regex action(R"re(core\.register_action\("([A-Za-z0-9_]+)")re");
+    const std::regex variable(R"re("txn\.route\.([A-Za-z0-9_]+)")re");
+    std::string line;
+    while (std::getline(in, line)) {
+        std::smatch m;
+        if (std::regex_search(line, m, action)) facts.actions.insert(m[1]);
+        for (auto it = std::sregex_iterator(line.begin(), line.end(), variable);
+             it != std::sregex_iterator(); ++it)
+            facts.route_variables.insert((*it)[1]);
+    }
+    return facts;
+}
+
+}  // namespace
+
+TEST_CASE("contract: spoa-postgres.lua and postgres-tls.cfg agree with the contract",
+          "[contract]") {
+    const auto lua = scan_lua(fs::path(SPOA_SOURCE_DIR) / "haproxy" / "spoa-postgres.lua");
+    CHECK(lua.actions == std::set<std::string>{"spoa_pg_answer_no", "spoa_pg_refuse"});
+    for (const auto& v :
+         {contract::var::negotiation, contract::var::sqlstate, contract::var::reason}) {
+        INFO("spoa-postgres.lua must use txn.route." << v);
+        CHECK(lua.route_variables.count(std::string(v)) == 1);
+    }
+    for (const auto& v : lua.route_variables) {
+        INFO("spoa-postgres.lua uses txn.route." << v);
+        CHECK(contract_variables().count(v) == 1);
+    }
+    // Every lua.<action> of a shipped configuration is one the Lua file registers.
+    std::vector<fs::path> configs{haproxy_dir("2.6") / "haproxy.cfg",
+                                  haproxy_dir("3.x") / "haproxy.cfg",
+                                  fs::path(SPOA_SOURCE_DIR) / "haproxy" / "postgres-tls.cfg"};
+    const std::regex lua_action(R"re((?:^|\s)lua\.([A-Za-z0-9_]+))re");
+    std::size_t actions_used = 0;
+    for (const auto& cfg : configs) {
+        for (const auto& [n, line] : config_lines(cfg)) {
+            for (auto it = std::sregex_iterator(line.begin(), line.end(), lua_action);
+                 it != std::sregex_iterator(); ++it) {
+                INFO(cfg.string() << ":" << n << ": " << line);
+                CHECK(lua.actions.count((*it)[1]) == 1);
+                ++actions_used;
+            }
+            for (const auto& [scope, prefix, name] : variable_uses(line)) {
+                if (prefix != contract::var_prefix) continue;
+                INFO(cfg.string() << ":" << n << ": var(" << scope << "." << prefix << "." << name
+                                  << ")");
+                CHECK((contract_variables().count(name) == 1 || name == "error"));
+            }
+        }
+    }
+    CHECK(actions_used >= 6);  // fe_postgres and fe_postgres_tls both answer and refuse
 }
 
 TEST_CASE("contract: haproxy.cfg engines, groups and agent backends exist", "[contract]") {

@@ -90,7 +90,7 @@ has "$debs/$agent_deb" usr/bin/spoa-agent lib/systemd/system/spoa-agent.service 
     etc/spoa/routing.yaml etc/default/spoa-agent usr/share/doc/spoa-agent/copyright \
     "$examples/haproxy/2.6/haproxy.cfg" "$examples/haproxy/2.6/spoe-routing.conf" \
     "$examples/haproxy/3.x/haproxy.cfg" "$examples/haproxy/3.x/spoe-routing.conf" \
-    "$examples/haproxy/spoa-postgres.lua" \
+    "$examples/haproxy/spoa-postgres.lua" "$examples/haproxy/postgres-tls.cfg" \
     "$examples/control_plane/spoa_control_plane.py" "$examples/control_plane/PROTOCOL.md" \
     "$examples/systemd/haproxy-unix-socket.conf" "$examples/routing.example.yaml"
 has_not "$debs/$agent_deb" 'usr/include/.*|.*\.a'
