@@ -17,8 +17,9 @@
 local max_negotiations = 2
 
 -- SQLSTATE connection_failure: no decision could be made (agent down, SPOE error, timeout).
-local no_decision_sqlstate = "08006"
--- SQLSTATE protocol_violation.
+local connection_failure = "08006"
+-- SQLSTATE protocol_violation: also what PostgreSQL answers a client that sends no whole
+-- startup packet in time.
 local protocol_violation = "08P01"
 
 -- An ErrorResponse field holds a C string: no NUL byte, and a length that a client's buffer
@@ -41,7 +42,9 @@ local function error_response(sqlstate, message)
     return "E" .. string.pack(">I4", #body + 4) .. body
 end
 
+-- The SQLSTATE is kept in txn.route.sqlstate for the log line, whoever chose it.
 local function refuse(txn, sqlstate, message)
+    txn:set_var("txn.route.sqlstate", sqlstate)
     txn.res:send(error_response(sqlstate, message))
     txn:done()
 end
@@ -65,9 +68,13 @@ core.register_action("spoa_pg_refuse", {"tcp-req"}, function(txn)
     end
     local sqlstate = txn:get_var("txn.route.sqlstate")
     local reason = txn:get_var("txn.route.reason")
-    if not sqlstate then
-        sqlstate = no_decision_sqlstate
-        reason = reason or "no routing decision (the routing agent did not answer)"
+    if sqlstate then
+        refuse(txn, sqlstate, reason or "connection refused")
+    elseif txn:get_var("txn.route.error") then
+        -- SPOE's set-on-error: the agent was asked and did not answer in time, or is down.
+        refuse(txn, connection_failure, "no routing decision (the routing agent did not answer)")
+    else
+        -- Nothing was asked: the inspect delay ran out before a whole packet arrived.
+        refuse(txn, protocol_violation, "incomplete startup packet")
     end
-    refuse(txn, sqlstate, reason or "connection refused")
 end)

@@ -12,7 +12,8 @@ Asserts:
     routed by database; a third encryption request is a protocol violation (08P01);
   * every refusal reaches psql as a PostgreSQL error with the resolver's reason and its SQLSTATE
     (unknown database 3D000, forbidden 28000, SSRF 28000, unavailable 57P03, malformed packet
-    08P01, agent down 08006), at once, not after the inspect delay;
+    08P01, agent down 08006), at once, not after the inspect delay; HAProxy's log line has it;
+  * a client that stops after its SSLRequest is refused (08P01) when the inspect delay ends;
   * postgres.ssl_request: reject refuses with 28000; route:alpha sends the whole connection
     to cluster A (which answers the SSLRequest itself).
 """
@@ -83,6 +84,12 @@ def test(env):
     st.start_agent(config(ca.port, cb.port))
     st.start_haproxy()
     port = st.pg_port
+    # A client that stops after its SSLRequest: refused once the inspect delay (5s) is over,
+    # as PostgreSQL refuses an incomplete startup packet. Checked at the end of the test.
+    idle = socket.create_connection(("127.0.0.1", port), timeout=15)
+    idle.sendall(pg_wire.negotiation_request(pg_wire.SSL))
+    check_eq(idle.recv(1), b"N", "idle client: SSLRequest answered")
+    idle_since = time.monotonic()
 
     # -- libpq's default sslmode (prefer): 'N', then routed by database --------------------------
     check_eq(whoami(port, "alpha")[:2], (0, "A/alpha"), "alpha, default sslmode")
@@ -113,8 +120,8 @@ def test(env):
 
     # -- refusals as PostgreSQL errors -----------------------------------------------------------
     check_refusal(port, "nosuchdb", "3D000", "no postgres route for 'nosuchdb'")
-    check(st.haproxy_log_lines(r"fe_postgres .*route=nosuchdb status=404"),
-          "HAProxy log: route=nosuchdb status=404")
+    check(st.haproxy_log_lines(r"fe_postgres .*route=nosuchdb status=404 sqlstate=3D000 "),
+          "HAProxy log: route=nosuchdb status=404 sqlstate=3D000")
     check_refusal(port, "suspended", "28000", "tenant suspended")
     check_refusal(port, "outside", "28000", "10.1.2.3")
     check_refusal(port, "waking", "57P03", "database is waking up")
@@ -131,6 +138,17 @@ def test(env):
     check("invalid PostgreSQL startup packet" in session.error.get("M", ""), f"{session.error}")
     check(took < 2, f"malformed packet refused after {took:.2f}s")
     check(st.haproxy_log_lines(r"fe_postgres .*status=400"), "HAProxy log: status=400")
+
+    # The idle client of the start: 08P01 once the inspect delay ran out, not before.
+    idle_session = pg_wire.Session(idle)
+    idle_session.wait_ready()
+    waited = time.monotonic() - idle_since
+    idle.close()
+    check_eq((idle_session.error.get("C"), idle_session.error.get("M")),
+             ("08P01", "incomplete startup packet"), f"idle client: {idle_session.error}")
+    check(4 < waited < 8, f"idle client refused after {waited:.2f}s (inspect-delay 5s)")
+    check(st.haproxy_log_lines(r"fe_postgres .*route=- status=- sqlstate=08P01 "),
+          "HAProxy log: the idle client's sqlstate=08P01")
 
     # -- postgres.ssl_request: reject ----------------------------------------------------------
     st.restart_agent(config(ca.port, cb.port, "reject"))
@@ -165,6 +183,7 @@ def test(env):
     check(took < 8, f"agent down: refused after {took:.2f}s")
     check(rc != 0 and "(SQLSTATE 08006)" in err and "no routing decision" in err,
           f"agent down: 08006 in psql's output: {err!r}")
+    check(st.haproxy_log_lines(r"fe_postgres .*sqlstate=08006 "), "HAProxy log: sqlstate=08006")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ Debian's psql (15) cannot open TLS at once, so the client is tests/e2e_routing/p
 with ALPN "postgresql" and SNI, then a StartupMessage, as libpq 17 does with
 sslnegotiation=direct. Two real PostgreSQL clusters, alpha -> A and beta -> B. Asserts:
   * plaintext upstream (the default): alpha and beta reach their clusters through TLS; the
-    certificate is the configured one; HAProxy's log line says proto=postgres-tls alpn=postgresql;
+    certificate is the configured one; HAProxy's log line says proto=postgres alpn=postgresql;
   * refusals are ErrorResponses inside TLS (unknown database 3D000); a client without ALPN
     "postgresql" is refused with 08P01, as PostgreSQL 17 refuses it;
   * the plaintext frontend keeps working next to it (psql, default sslmode);
@@ -89,7 +89,7 @@ def test(env):
     s, rows = direct(tls_port, "beta", ctx)
     check_eq(rows, [("B/beta",)], f"direct TLS beta -> cluster B ({s.error})")
     s.close()
-    lines = st.haproxy_log_lines(r"fe_postgres_tls~ .*route=beta .*proto=postgres-tls "
+    lines = st.haproxy_log_lines(r"fe_postgres_tls~ .*route=beta .*proto=postgres "
                                  r"alpn=postgresql")
     check(lines and f"to=127.0.0.1:{cb.port}" in lines[0], f"beta's log line: {lines}")
 
