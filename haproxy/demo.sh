@@ -8,7 +8,9 @@
 # Host and PostgreSQL by database name, asking spoa-agent for every decision. A third HTTP
 # backend sleeps until first use: its route says `state: asleep`, and the agent wakes it through
 # a tiny platform API (POST /wake/<id>, started by this script), holding the first request until
-# the backend listens (a cold start). Ctrl-C stops everything this script started.
+# the backend listens (a cold start). PostgreSQL 17 clients can also open TLS at once on a second
+# port, where HAProxy ends TLS (haproxy/postgres-tls.cfg, a certificate made for the demo) and
+# routes by database the same way. Ctrl-C stops everything this script started.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -17,6 +19,7 @@ wait_for_ctrl_c=1
 
 http_port=${DEMO_HTTP_PORT:-8080}
 pg_port=${DEMO_PG_PORT:-6432}
+pg_tls_port=${DEMO_PG_TLS_PORT:-$((pg_port + 1))}      # PostgreSQL 17 direct TLS, ends at HAProxy
 agent_port=${DEMO_AGENT_PORT:-12345}
 admin_port=${DEMO_ADMIN_PORT:-9100}
 web1_port=${DEMO_WEB1_PORT:-9001}
@@ -48,7 +51,7 @@ wait_for() {
 # --- dependencies -------------------------------------------------------------------------
 packages=(build-essential cmake ninja-build pkg-config libuv1-dev libmsgpack-cxx-dev libboost-dev
           libspdlog-dev libfmt-dev catch2 libcli11-dev libmicrohttpd-dev libyaml-cpp-dev
-          libcurl4-openssl-dev haproxy curl python3 postgresql postgresql-client procps)
+          libcurl4-openssl-dev haproxy curl python3 postgresql postgresql-client procps openssl)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -73,7 +76,7 @@ if [ -z "$agent_bin" ]; then
     agent_bin="$build/handlers/app/spoa-agent"
 fi
 
-for port in "$http_port" "$pg_port" "$agent_port" "$admin_port" "$web1_port" "$web2_port" \
+for port in "$http_port" "$pg_port" "$pg_tls_port" "$agent_port" "$admin_port" "$web1_port" "$web2_port" \
             "$web3_port" "$platform_port" "$pgsrv_port" "$smtp_port" "$mysql_port" "$tls_port"; do
     if ss -Htln "sport = :$port" | grep -q .; then
         echo "port $port is in use: stop what uses it or set DEMO_*_PORT (see the top of $0)" >&2
@@ -213,13 +216,20 @@ version=$(haproxy -v | sed -n 's/^HAProxy version \([0-9]*\)\.\([0-9]*\).*/\1 \2
 read -r major minor <<<"$version"
 cfg_dir="$root/haproxy/2.6"
 if [ "$major" -gt 3 ] || { [ "$major" -eq 3 ] && [ "$minor" -ge 1 ]; }; then cfg_dir="$root/haproxy/3.x"; fi
+# Direct TLS for PostgreSQL 17 clients, terminated by HAProxy (haproxy/postgres-tls.cfg) with a
+# certificate made for the demo.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 7 \
+    -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 \
+    -keyout "$work/pg-tls.key" -out "$work/pg-tls.crt" 2>/dev/null
+cat "$work/pg-tls.crt" "$work/pg-tls.key" >"$work/pg-tls.pem"
+export SPOA_PG_TLS_BIND="127.0.0.1:$pg_tls_port" SPOA_PG_TLS_CERT="$work/pg-tls.pem"
 export SPOA_AGENT_ADDR="127.0.0.1:$agent_port" SPOA_HTTP_BIND="127.0.0.1:$http_port" \
        SPOA_PG_BIND="127.0.0.1:$pg_port" SPOA_SMTP_BIND="127.0.0.1:$smtp_port" \
        SPOA_MYSQL_BIND="127.0.0.1:$mysql_port" SPOA_TLS_BIND="127.0.0.1:$tls_port" SPOA_SPOE_CONF="$cfg_dir/spoe-routing.conf" \
        SPOA_PG_LUA="$root/haproxy/spoa-postgres.lua" \
        SPOA_FEEDBACK_LOG="127.0.0.1:$feedback_port" \
        SPOA_STATS_SOCKET="$work/haproxy.sock"
-haproxy -f "$cfg_dir/haproxy.cfg" >"$work/haproxy.log" 2>&1 &
+haproxy -f "$cfg_dir/haproxy.cfg" -f "$root/haproxy/postgres-tls.cfg" >"$work/haproxy.log" 2>&1 &
 pids+=($!)
 
 # Wait until HAProxy routes through the agent: any HTTP answer is not enough, a 503 "no routing
@@ -249,6 +259,10 @@ cat <<EOF
     psql "host=127.0.0.1 port=$pg_port user=postgres dbname=app1" -c 'table whoami'
     psql "host=127.0.0.1 port=$pg_port user=postgres dbname=app2" -c 'table whoami'
     psql "host=127.0.0.1 port=$pg_port user=postgres dbname=other"   # FATAL: no postgres route (SQLSTATE 3D000)
+    psql "host=127.0.0.1 port=$pg_port user=postgres dbname=app1 sslmode=require"   # libpq: server does not support SSL
+  Direct TLS ended at HAProxy (libpq 17+; Debian's psql 15 cannot open TLS at once):
+    psql "host=127.0.0.1 port=$pg_tls_port user=postgres dbname=app1 sslnegotiation=direct sslmode=verify-full sslrootcert=$work/pg-tls.crt"
+    openssl s_client -connect 127.0.0.1:$pg_tls_port -alpn postgresql </dev/null | grep ALPN   # postgresql
 
   Agent:   curl http://127.0.0.1:$admin_port/metrics | grep spoa_route
            curl -X POST 'http://127.0.0.1:$admin_port/invalidate?id=app1.localhost'
@@ -265,6 +279,21 @@ if [ "$wait_for_ctrl_c" -eq 0 ]; then
     db1=$(env -u PGSSLMODE psql -XAtq "host=127.0.0.1 port=$pg_port user=postgres dbname=app1" -c 'table whoami' || true)
     db2=$(env -u PGSSLMODE psql -XAtq "host=127.0.0.1 port=$pg_port user=postgres dbname=app2" -c 'table whoami' || true)
     refused=$(env -u PGSSLMODE psql -XAtq "host=127.0.0.1 port=$pg_port user=postgres dbname=other" -c 'select 1' 2>&1 || true)
+    alpn=$(openssl s_client -connect "127.0.0.1:$pg_tls_port" -alpn postgresql -CAfile "$work/pg-tls.crt" \
+               -verify_return_error </dev/null 2>&1 | sed -n 's/^ALPN protocol: //p' || true)
+    # What libpq 17 does with sslnegotiation=direct: TLS, then the StartupMessage; the server's
+    # first answer ('R', authentication) shows the connection was routed to PostgreSQL.
+    tls_routed=$(python3 - "$pg_tls_port" "$work/pg-tls.crt" <<'PY' 2>&1 || true
+import socket, ssl, struct, sys
+ctx = ssl.create_default_context(cafile=sys.argv[2])
+ctx.set_alpn_protocols(["postgresql"])
+raw = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
+s = ctx.wrap_socket(raw, server_hostname="localhost")
+params = b"user\0postgres\0database\0app1\0\0"
+s.sendall(struct.pack("!II", 8 + len(params), 196608) + params)
+print(s.recv(1).decode())
+PY
+)
     # The cold start: backend 3 is not listening; the first request wakes it and waits.
     asleep=no
     ss -Htln "sport = :$web3_port" | grep -q . || asleep=yes
@@ -273,13 +302,14 @@ if [ "$wait_for_ctrl_c" -eq 0 ]; then
     kind2=$(curl -s -o /dev/null -D - -H 'Host: sleepy.localhost' "http://127.0.0.1:$http_port/" |
             tr -d '\r' | sed -n 's/^x-route-kind: //Ip')
     if [[ "$out1" == *"backend 1"* && "$out2" == *"backend 2"* && "$code404" == 404 &&
-          "$code403" == 403 && "$db1" == app1 && "$db2" == app2 && "$refused" == *"SQLSTATE 3D000"* &&
+          "$code403" == 403 && "$db1" == app1 && "$db2" == app2 && "$refused" == *"SQLSTATE 3D000"* && "$alpn" == postgresql &&
+          "$tls_routed" == R &&
           "$asleep" == yes &&
           "$cold" == *"backend 3"* && "$kind1" == cold && ( "$kind2" == cached || "$kind2" == warm ) ]]; then
         say "self-check passed (cold start: $(grep -o 'ready after [0-9]* ms' "$work/agent.log" | head -1))"
         exit 0
     fi
-    say "self-check FAILED: '$out1' '$out2' $code404 $code403 '$db1' '$db2' '$refused' asleep=$asleep cold='$kind1' then '$kind2'"
+    say "self-check FAILED: '$out1' '$out2' $code404 $code403 '$db1' '$db2' '$refused' alpn='$alpn' tls='$tls_routed' asleep=$asleep cold='$kind1' then '$kind2'"
     tail -n 20 "$work/agent.log" "$work/haproxy.log" "$work/platform.log" >&2
     exit 1
 fi

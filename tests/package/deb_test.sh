@@ -273,6 +273,12 @@ wait_for 10 "not failed" '[ "$(systemctl show -p ActiveState --value spoa-agent)
 in_c 'cp /usr/share/doc/spoa-agent/examples/routing.example.yaml /etc/spoa/routing.yaml
       systemctl reset-failed spoa-agent'
 
+phase "the installed example configuration (PostgreSQL's Lua actions included) loads in Debian's HAProxy"
+in_c 'ex=/usr/share/doc/spoa-agent/examples/haproxy
+      SPOA_SPOE_CONF=$ex/2.6/spoe-routing.conf SPOA_PG_LUA=$ex/spoa-postgres.lua \
+          SPOA_STATS_SOCKET=/tmp/spoa-check.sock haproxy -c -f $ex/2.6/haproxy.cfg' ||
+    fail "haproxy -c refuses the installed examples/haproxy/2.6/haproxy.cfg"
+
 phase "Debian's HAProxy (chroot /var/lib/haproxy, user haproxy) over the Unix socket"
 # Debian's own haproxy.cfg, with a frontend that answers the host the echo handler sent back.
 in_c 'cat >>/etc/haproxy/haproxy.cfg <<EOF
