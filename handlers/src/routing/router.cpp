@@ -776,12 +776,8 @@ void router::render_metrics(std::string& out) const {
             st.invalidations);
     prom::header(out, "spoa_route_cache_entries", "Cached routes and negative answers.", "gauge");
     prom::sample(out, "spoa_route_cache_entries", "", st.entries);
-    prom::header(out, "spoa_route_cache_hit_ratio",
-                 "hits / (hits + negative hits + misses + coalesced).", "gauge");
-    const double lookups =
-        static_cast<double>(st.hits + st.negative_hits + st.misses + st.coalesced);
-    prom::sample(out, "spoa_route_cache_hit_ratio", "",
-                 lookups > 0 ? static_cast<double>(st.hits + st.negative_hits) / lookups : 0.0);
+    // No hit ratio gauge: a ratio since start hides a recent fall. It is computed in PromQL
+    // from the four counters above over a window (haproxy/monitoring/).
     counter("spoa_route_ssrf_refusals_total", "Resolver answers refused by the SSRF policy.",
             ssrf_refusals_.load(std::memory_order_relaxed));
     counter("spoa_route_resolve_timeouts_total", "Misses answered as timeouts (504).",
