@@ -29,6 +29,7 @@ packages=(
     haproxy curl python3 python3-msgpack postgresql postgresql-client swaks openssl procps iproute2
     libssl-dev libpcre2-dev zlib1g-dev liblua5.4-dev
     docker.io docker-compose debootstrap systemd dpkg-dev fakeroot file
+    prometheus
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -1,5 +1,6 @@
 #!/usr/bin/python3
-"""promtool check rules and promtool test rules on haproxy/monitoring/spoa-alerts.yml.
+"""promtool check rules and promtool test rules on haproxy/monitoring/spoa-alerts.yml, and
+the Grafana dashboard's queries through PromQL's parser.
 
 The unit tests (spoa-alerts.test.yml) run against a copy of the rules without their
 `description:` annotations: those are prose for the operator, and promtool compares every
@@ -9,10 +10,16 @@ templates are still checked, on the file as shipped, by promtool check rules.
 Also fails when an alert of the rules file has no test case where it fires, or none where it
 must stay quiet (`exp_alerts: []`): a rule without both cannot be shown to discriminate.
 
+The dashboard (spoa-dashboard.json): every target's expr, with Grafana's variables replaced
+by values, must parse (as the expression of a recording rule given to promtool check rules);
+every query targets the ${datasource} variable, which the dashboard must declare; panel ids
+are unique and no two panels overlap.
+
 Exit status: 0 pass, 1 fail, 77 skip (promtool not installed: Debian's `prometheus` package).
-Usage: check_rules.py RULES_FILE TEST_FILE SCRATCH_DIR
+Usage: check_rules.py RULES_FILE TEST_FILE DASHBOARD_FILE SCRATCH_DIR
 """
 
+import json
 import os
 import re
 import shutil
@@ -53,6 +60,60 @@ def alert_cases(test_text):
     return cases
 
 
+# What Grafana puts in place of the dashboard's variables before sending a query.
+GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$haproxy_instance": ".*", "$haproxy_job": "haproxy",
+                     "$instance": ".*", "$job": "spoa-agent"}
+
+
+def dashboard_problems(dashboard, scratch, promtool):
+    """Problems of the dashboard: structure, and queries PromQL's parser refuses."""
+    problems = []
+    variables = [v.get("name") for v in dashboard.get("templating", {}).get("list", [])]
+    if "datasource" not in variables:
+        problems.append("no `datasource` template variable")
+    panels = dashboard.get("panels", [])
+    ids = [p.get("id") for p in panels]
+    if len(ids) != len(set(ids)):
+        problems.append(f"duplicate panel ids: {sorted(i for i in ids if ids.count(i) > 1)}")
+    cells = {}
+    for p in panels:
+        g = p["gridPos"]
+        if g["x"] + g["w"] > 24:
+            problems.append(f"panel {p['title']!r} is wider than the grid")
+        for y in range(g["y"], g["y"] + g["h"]):
+            for x in range(g["x"], g["x"] + g["w"]):
+                if (x, y) in cells:
+                    problems.append(f"panels {cells[(x, y)]!r} and {p['title']!r} overlap")
+                    break
+                cells[(x, y)] = p["title"]
+            else:
+                continue
+            break
+    exprs = []
+    for p in panels:
+        for t in p.get("targets", []):
+            if t.get("datasource", {}).get("uid") != "${datasource}":
+                problems.append(f"panel {p['title']!r}: a query not on ${{datasource}}")
+            expr = t.get("expr", "")
+            for k in sorted(GRAFANA_VARIABLES, key=len, reverse=True):
+                expr = expr.replace(k, GRAFANA_VARIABLES[k])
+            if "$" in expr:
+                problems.append(f"panel {p['title']!r}: unknown variable in {t.get('expr')!r}")
+            exprs.append((p["title"], expr))
+    if not exprs:
+        problems.append("no query in the dashboard")
+    # One recording rule per query: promtool check rules parses each expression.
+    path = os.path.join(scratch, "dashboard-queries.yml")
+    with open(path, "w") as f:
+        f.write("groups:\n  - name: dashboard\n    rules:\n")
+        for i, (title, expr) in enumerate(exprs):
+            f.write(f"      # {title}\n      - record: dashboard:query_{i}\n"
+                    f"        expr: {json.dumps(expr)}\n")
+    if run([promtool, "check", "rules", path]) != 0:
+        problems.append("a dashboard query does not parse (see promtool above)")
+    return problems
+
+
 def run(argv):
     print("$ " + " ".join(argv), flush=True)
     res = subprocess.run(argv, capture_output=True, text=True)
@@ -61,10 +122,10 @@ def run(argv):
 
 
 def main():
-    if len(sys.argv) != 4:
+    if len(sys.argv) != 5:
         print(__doc__)
         return 2
-    rules_path, test_path, scratch = sys.argv[1:]
+    rules_path, test_path, dashboard_path, scratch = sys.argv[1:]
     promtool = shutil.which("promtool")
     if not promtool:
         print("SKIP: promtool is not installed (apt-get install prometheus)")
@@ -91,8 +152,13 @@ def main():
     for name in sorted(set(cases) - set(alerts)):
         failures.append(f"{name}: tested but not in {rules_path}")
 
-    # The test file names its rules file relatively: both copies side by side.
     os.makedirs(scratch, exist_ok=True)
+    with open(dashboard_path) as f:
+        dashboard = json.load(f)
+    with tempfile.TemporaryDirectory(dir=scratch) as tmp:
+        failures += [f"{dashboard_path}: {p}" for p in dashboard_problems(dashboard, tmp, promtool)]
+
+    # The test file names its rules file relatively: both copies side by side.
     with tempfile.TemporaryDirectory(dir=scratch) as tmp:
         stripped = strip_descriptions(rules_text)
         if "description:" in stripped:

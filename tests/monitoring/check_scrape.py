@@ -1,0 +1,247 @@
+#!/usr/bin/python3
+"""Real scrapes against haproxy/monitoring/: what the dashboard and the alerts read exists.
+
+--agent-only (label unit): spoa-agent with a routing configuration whose resolver is a chain
+(static routes, then a control plane that is not there, so the control-plane metrics are
+rendered too); GET /metrics must pass `promtool check metrics` with nothing reported, and
+every spoa_* metric named by the rules file or the dashboard (expressions, descriptions) must
+be a metric family of the scrape.
+
+Without it (label e2e): the same agent behind HAProxy with the SHIPPED configuration plus
+haproxy/monitoring/haproxy-prometheus.cfg. A few HTTP decisions (miss, hit, forbidden) must
+move the counters the cache hit ratio and the decision panels read; the agent's scrape must
+still pass promtool; every haproxy_* metric named by the rules or the dashboard must be in
+HAProxy's own scrape; and once the agent is killed, HAProxy's exporter must show
+haproxy_backend_status{proxy="be_spoa_http",state="UP"} 0, what SpoaAgentDownInHAProxy reads.
+
+Exit status: 0 pass, 1 fail, 77 skip (no promtool; in e2e mode, no haproxy or one built
+without the exporter).
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(REPO, "tests", "e2e"))
+sys.path.insert(0, os.path.join(REPO, "tests", "e2e_routing"))
+
+import harness  # noqa: E402
+from harness import Skip, TestFailure, check, log  # noqa: E402
+
+MONITORING = os.path.join(REPO, "haproxy", "monitoring")
+RULES = os.path.join(MONITORING, "spoa-alerts.yml")
+DASHBOARD = os.path.join(MONITORING, "spoa-dashboard.json")
+EXPORTER_CFG = os.path.join(MONITORING, "haproxy-prometheus.cfg")
+HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
+
+# Names of metrics, not of recording rules (instance:spoa_x:rate5m), HAProxy proxies
+# (be_spoa_http) or Grafana variables ($haproxy_job): a prefix at a word boundary that is not
+# a colon or a dollar.
+NAME_RE = re.compile(r"(?<![\w:$])((?:spoa|haproxy)_[A-Za-z0-9_]*[A-Za-z0-9])(?![\w:])")
+# The dashboard's strings that hold queries or prose (not variable names or ids).
+DASHBOARD_TEXT_KEYS = {"expr", "query", "definition", "title", "description"}
+
+
+def referenced_names():
+    """{metric name: [where]} for every spoa_*/haproxy_* name in the rules file and in the
+    dashboard's queries, titles and descriptions."""
+    names = {}
+    with open(RULES) as f:
+        for n in NAME_RE.findall(f.read()):
+            names.setdefault(n, set()).add("spoa-alerts.yml")
+    with open(DASHBOARD) as f:
+        dashboard = json.load(f)
+
+    def walk(node, key=None):
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(v, k)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v, key)
+        elif isinstance(node, str) and key in DASHBOARD_TEXT_KEYS:
+            for n in NAME_RE.findall(node):
+                names.setdefault(n, set()).add("spoa-dashboard.json")
+
+    walk(dashboard)
+    return names
+
+
+def families(text):
+    """Metric family names declared by # TYPE lines, with their types."""
+    return dict(re.findall(r"^# TYPE (\S+) (\S+)$", text, re.M))
+
+
+def missing_names(prefix, referenced, scraped):
+    missing = []
+    for name, where in sorted(referenced.items()):
+        if not name.startswith(prefix):
+            continue
+        if name in scraped:
+            continue
+        base = next((name[:-len(s)] for s in HISTOGRAM_SUFFIXES if name.endswith(s)), None)
+        if base and scraped.get(base) in ("histogram", "summary"):
+            continue
+        missing.append(f"{name} (named in {', '.join(sorted(where))})")
+    return missing
+
+
+def promtool_lint(text, what):
+    """`promtool check metrics` on a scrape: exit 0 and nothing reported."""
+    promtool = shutil.which("promtool")
+    res = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True,
+                         text=True)
+    report = (res.stdout + res.stderr).strip()
+    check(res.returncode == 0 and not report,
+          f"promtool check metrics on {what}: exit {res.returncode}: {report}")
+    log(f"promtool check metrics on {what}: clean ({len(families(text))} families)")
+
+
+def scrape(port, path="/metrics"):
+    status, _, body = harness.http_request("127.0.0.1", port, "GET", path, timeout=5.0)
+    check(status == 200, f"GET 127.0.0.1:{port}{path}: status {status}")
+    return body.decode()
+
+
+def routing_config(http_routes, control_plane_port):
+    """The shipped example with a chain resolver (static, then a control plane) and the given
+    HTTP routes."""
+    with open(os.path.join(REPO, "haproxy", "routing.example.yaml")) as f:
+        text = f.read()
+    text, n = re.subn(r"(?m)^  type: static\b.*$", "  type: chain", text)
+    check(n == 1, "routing.example.yaml: resolver.type line not found")
+    text, n = re.subn(r"(?m)^  # remote:\n  #   address: .*$",
+                      f"  remote:\n    address: 127.0.0.1:{control_plane_port}", text)
+    check(n == 1, "routing.example.yaml: commented remote.address not found")
+    text, n = re.subn(r"(?ms)^routes:\n  http:\n.*?(?=^  postgres:)",
+                      "routes:\n  http:\n" + http_routes, text)
+    check(n == 1, "routing.example.yaml: routes.http not found")
+    return text
+
+
+def check_agent_scrape(text, referenced):
+    promtool_lint(text, "spoa-agent's /metrics")
+    missing = missing_names("spoa_", referenced, families(text))
+    check(not missing, "named by haproxy/monitoring but not in spoa-agent's /metrics: "
+          + "; ".join(missing))
+
+
+def agent_only(agent_bin, tmpdir, referenced):
+    os.makedirs(tmpdir, exist_ok=True)
+    ports = harness.PortAllocator()
+    proc = None
+    try:
+        listen, admin, nobody = ports.get(), ports.get(), ports.get()
+        cfg = os.path.join(tmpdir, "routing.yaml")
+        with open(cfg, "w") as f:
+            f.write(routing_config("    app1.localhost: {endpoints: [127.0.0.1:9001]}\n", nobody))
+        argv = [agent_bin, "--config", cfg, "--listen", f"127.0.0.1:{listen}",
+                "--admin", f"127.0.0.1:{admin}", "--threads", "1"]
+        proc = harness.Agent(None, argv, os.path.join(tmpdir, "agent.log"),
+                             f"127.0.0.1:{listen}", admin)
+        try:
+            proc.wait_ready()
+            check_agent_scrape(scrape(admin), referenced)
+        except TestFailure:
+            print(proc.log_text()[-3000:])
+            raise
+    finally:
+        if proc:
+            proc.stop()
+        ports.release()
+
+
+def with_haproxy(env, referenced):
+    import routing_env
+
+    vv = subprocess.run([env.haproxy_bin, "-vv"], capture_output=True, text=True).stdout
+    if "prometheus-exporter" not in vv:
+        # e.g. a source build without USE_PROMEX=1
+        raise Skip(f"{env.haproxy_bin} has no prometheus-exporter service (haproxy -vv)")
+    stack = routing_env.Stack(env)
+    web = stack.http_backend("web1")
+    stack.start_agent(routing_config(f"    app1.localhost: {{endpoints: [127.0.0.1:{web}]}}\n"
+                                     "    blocked.localhost: {error: forbidden, reason: test}\n",
+                                     env.port()))
+    prom_port = env.port()
+    stack.haproxy_environment()
+    os.environ["SPOA_PROMETHEUS_BIND"] = f"127.0.0.1:{prom_port}"
+    stack.start_haproxy(cfg_path=[stack.shipped_cfg(), EXPORTER_CFG])
+
+    # A miss, then a hit for app1; a route that answers forbidden (403 from HAProxy).
+    for host, want in (("app1.localhost", 200), ("app1.localhost", 200),
+                       ("blocked.localhost", 403)):
+        status, _, _ = routing_env.http_get(stack.http_port, host=host)
+        check(status == want, f"GET Host: {host}: status {status}, wanted {want}")
+
+    text = scrape(stack.admin_port)
+    check_agent_scrape(text, referenced)
+    m = harness.parse_prometheus(text)
+    ok = m.get(("spoa_route_decisions_total", 'protocol="http",result="ok"'), 0)
+    forbidden = m.get(("spoa_route_decisions_total", 'protocol="http",result="forbidden"'), 0)
+    hits = m.get(("spoa_route_cache_hits_total", ""), 0)
+    misses = m.get(("spoa_route_cache_misses_total", ""), 0)
+    notify = m.get(("spoa_frames_received_total", 'type="NOTIFY"'), 0)
+    check(ok == 2 and forbidden == 1, f"decisions ok={ok} forbidden={forbidden}, wanted 2 and 1")
+    check(hits >= 1 and misses >= 2, f"cache hits={hits} misses={misses}, wanted >=1 and >=2")
+    check(notify >= 3, f"NOTIFY frames received {notify}, wanted >= 3")
+
+    hap = scrape(prom_port)
+    missing = missing_names("haproxy_", referenced, families(hap))
+    version = ".".join(map(str, env.version))
+    check(not missing, f"named by haproxy/monitoring but not in HAProxy {version}'s "
+          "exporter scrape: " + "; ".join(missing))
+    up = 'proxy="be_spoa_http",state="UP"'
+    hm = harness.parse_prometheus(hap)
+    check(hm.get(("haproxy_backend_status", up)) == 1,
+          f"haproxy_backend_status{{{up}}} = {hm.get(('haproxy_backend_status', up))}, wanted 1")
+    responses_4xx = hm.get(("haproxy_frontend_http_responses_total",
+                            'proxy="fe_http",code="4xx"'), 0)
+    check(responses_4xx >= 1, f"fe_http 4xx responses {responses_4xx}, wanted >= 1")
+
+    # The agent gone: HAProxy's checks (shipped: fastinter 500ms, fall 2) mark it DOWN.
+    stack.agent.kill()
+    deadline = time.monotonic() + 15
+    while True:
+        value = harness.parse_prometheus(scrape(prom_port)).get(("haproxy_backend_status", up))
+        if value == 0:
+            break
+        check(time.monotonic() < deadline,
+              f"haproxy_backend_status{{{up}}} still {value} 15 s after the agent was killed")
+        time.sleep(0.1)
+    log("HAProxy's exporter shows be_spoa_http DOWN after the agent was killed")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--agent", required=True)
+    ap.add_argument("--tmpdir", required=True)
+    ap.add_argument("--agent-only", action="store_true")
+    args = ap.parse_args()
+    if not shutil.which("promtool"):
+        print("SKIP: promtool is not installed (apt-get install prometheus)")
+        return harness.SKIP
+    referenced = referenced_names()
+    log(f"{len(referenced)} metric names named by haproxy/monitoring")
+    if not args.agent_only:
+        # harness.main: HAProxy (skip when missing), ports, cleanup, logs on failure.
+        sys.argv = [sys.argv[0], "--agent", args.agent, "--tmpdir", args.tmpdir]
+        harness.main(lambda env: with_haproxy(env, referenced))
+    try:
+        agent_only(os.path.abspath(args.agent), os.path.abspath(args.tmpdir), referenced)
+    except TestFailure as e:
+        log(f"FAIL: {e}")
+        return 1
+    log("PASS")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
