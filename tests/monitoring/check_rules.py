@@ -15,8 +15,11 @@ by values, must parse (as the expression of a recording rule given to promtool c
 every query targets the ${datasource} variable, which the dashboard must declare; panel ids
 are unique and no two panels overlap.
 
+The example Prometheus configuration (prometheus.example.yml, which loads the rules) must pass
+promtool check config.
+
 Exit status: 0 pass, 1 fail, 77 skip (promtool not installed: Debian's `prometheus` package).
-Usage: check_rules.py RULES_FILE TEST_FILE DASHBOARD_FILE SCRATCH_DIR
+Usage: check_rules.py RULES_FILE TEST_FILE DASHBOARD_FILE PROMETHEUS_CONFIG SCRATCH_DIR
 """
 
 import json
@@ -122,10 +125,10 @@ def run(argv):
 
 
 def main():
-    if len(sys.argv) != 5:
+    if len(sys.argv) != 6:
         print(__doc__)
         return 2
-    rules_path, test_path, dashboard_path, scratch = sys.argv[1:]
+    rules_path, test_path, dashboard_path, config_path, scratch = sys.argv[1:]
     promtool = shutil.which("promtool")
     if not promtool:
         print("SKIP: promtool is not installed (apt-get install prometheus)")
@@ -134,6 +137,8 @@ def main():
     failures = []
     if run([promtool, "check", "rules", rules_path]) != 0:
         failures.append("promtool check rules")
+    if run([promtool, "check", "config", config_path]) != 0:
+        failures.append("promtool check config")
 
     with open(rules_path) as f:
         rules_text = f.read()
