@@ -47,99 +47,6 @@ void set_timeouts(int fd) {
 
 }  // namespace
 
-// ---- owned values -------------------------------------------------------------------------
-
-owned_value owned_value::from(const protocol::typed_value& v) {
-    owned_value o;
-    o.type = v.type();
-    switch (v.type()) {
-        case protocol::data_type::null:
-            break;
-        case protocol::data_type::boolean:
-            o.integer = v.as_bool() ? 1 : 0;
-            break;
-        case protocol::data_type::int32:
-        case protocol::data_type::uint32:
-        case protocol::data_type::int64:
-        case protocol::data_type::uint64:
-            o.integer = v.as_uint64();
-            break;
-        case protocol::data_type::ipv4:
-            o.bytes.assign(reinterpret_cast<const char*>(v.address_bytes()), 4);
-            break;
-        case protocol::data_type::ipv6:
-            o.bytes.assign(reinterpret_cast<const char*>(v.address_bytes()), 16);
-            break;
-        case protocol::data_type::string:
-        case protocol::data_type::binary:
-            o.bytes.assign(v.as_string());
-            break;
-    }
-    return o;
-}
-
-protocol::typed_value owned_value::view() const {
-    using protocol::typed_value;
-    switch (type) {
-        case protocol::data_type::null:
-            return typed_value::null();
-        case protocol::data_type::boolean:
-            return typed_value::boolean(integer != 0);
-        case protocol::data_type::int32:
-        case protocol::data_type::uint32:
-        case protocol::data_type::int64:
-        case protocol::data_type::uint64:
-            return typed_value::integer_bits(type, integer);
-        case protocol::data_type::ipv4: {
-            std::array<std::uint8_t, 4> a{};
-            std::memcpy(a.data(), bytes.data(), 4);
-            return typed_value::ipv4(a);
-        }
-        case protocol::data_type::ipv6: {
-            std::array<std::uint8_t, 16> a{};
-            std::memcpy(a.data(), bytes.data(), 16);
-            return typed_value::ipv6(a);
-        }
-        case protocol::data_type::string:
-            return typed_value::string(bytes);
-        case protocol::data_type::binary:
-            return typed_value::binary(bytes);
-    }
-    return typed_value::null();
-}
-
-std::string owned_value::to_string() const {
-    std::string s(protocol::to_string(type));
-    switch (type) {
-        case protocol::data_type::null:
-            return s;
-        case protocol::data_type::boolean:
-            return s + (integer ? "(true)" : "(false)");
-        case protocol::data_type::int32:
-        case protocol::data_type::int64:
-            return s + "(" + std::to_string(static_cast<std::int64_t>(integer)) + ")";
-        case protocol::data_type::uint32:
-        case protocol::data_type::uint64:
-            return s + "(" + std::to_string(integer) + ")";
-        case protocol::data_type::string:
-            return s + "(\"" + bytes + "\")";
-        case protocol::data_type::ipv4:
-        case protocol::data_type::ipv6:
-        case protocol::data_type::binary:
-            return s + "(" +
-                   hex({reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size()}) + ")";
-    }
-    return s;
-}
-
-std::string owned_action::to_string() const {
-    if (type == protocol::action_type::unset_var) {
-        return "unset-var(" + std::string(protocol::to_string(scope)) + "." + name + ")";
-    }
-    return "set-var(" + std::string(protocol::to_string(scope)) + "." + name + " = " +
-           value.to_string() + ")";
-}
-
 // ---- received frames ------------------------------------------------------------------------
 
 std::vector<std::pair<std::string, owned_value>> received_frame::kv() const {
@@ -189,14 +96,10 @@ std::uint32_t received_frame::status() const {
 
 std::vector<owned_action> received_frame::actions() const {
     if (type != protocol::frame_type::ack) fail("expected an ACK, got " + describe());
-    std::vector<protocol::action> decoded;
-    if (const auto e = protocol::decode_actions({payload.data(), payload.size()}, decoded);
+    std::vector<owned_action> out;
+    if (const auto e = protocol::decode_owned_actions({payload.data(), payload.size()}, out);
         e != protocol::error::none) {
         fail("malformed ACK payload in " + describe() + ": " + std::string(protocol::to_string(e)));
-    }
-    std::vector<owned_action> out;
-    for (const auto& a : decoded) {
-        out.push_back({a.type, a.scope, std::string(a.name), owned_value::from(a.value)});
     }
     return out;
 }
@@ -211,38 +114,9 @@ std::string received_frame::describe() const {
 
 // ---- encoders -------------------------------------------------------------------------------
 
-hello_options hello_options::v2_6() {
-    hello_options h;
-    h.capabilities = "pipelining,async";
-    return h;
-}
-
-hello_options hello_options::v3() {
-    return hello_options{};
-}
-
-hello_options hello_options::healthcheck_hello() {
-    hello_options h;
-    h.capabilities = "";
-    h.engine_id.reset();
-    h.healthcheck = true;
-    return h;
-}
-
 std::vector<std::uint8_t> hello_payload(const hello_options& opts) {
     protocol::byte_buffer b;
-    using protocol::typed_value;
-    if (opts.supported_versions) {
-        protocol::encode_kv(b, "supported-versions", typed_value::string(*opts.supported_versions));
-    }
-    if (opts.max_frame_size) {
-        protocol::encode_kv(b, "max-frame-size", typed_value::uint32(*opts.max_frame_size));
-    }
-    if (opts.capabilities) {
-        protocol::encode_kv(b, "capabilities", typed_value::string(*opts.capabilities));
-    }
-    if (opts.engine_id) protocol::encode_kv(b, "engine-id", typed_value::string(*opts.engine_id));
-    if (opts.healthcheck) protocol::encode_kv(b, "healthcheck", typed_value::boolean(true));
+    protocol::encode_haproxy_hello_payload(b, opts);
     return to_vector(b);
 }
 
@@ -272,14 +146,7 @@ std::vector<std::uint8_t> encode_frame(std::uint8_t type, std::uint32_t flags,
 }
 
 std::string hex(std::span<const std::uint8_t> bytes) {
-    static constexpr char digits[] = "0123456789abcdef";
-    std::string s;
-    for (std::size_t i = 0; i < bytes.size(); ++i) {
-        if (i != 0) s += ' ';
-        s += digits[bytes[i] >> 4];
-        s += digits[bytes[i] & 15];
-    }
-    return s;
+    return protocol::to_hex(bytes);
 }
 
 std::vector<std::uint8_t> from_hex(std::string_view text) {

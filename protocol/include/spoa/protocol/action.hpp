@@ -72,6 +72,10 @@ class ack_writer {
     [[nodiscard]] std::size_t dropped_count() const noexcept { return dropped_; }
     /// Payload bytes written so far.
     [[nodiscard]] std::size_t payload_size() const noexcept;
+    /// The actions written so far; valid until the buffer is next written to.
+    [[nodiscard]] bytes_view payload() const noexcept {
+        return writer_.buffer().view().subspan(payload_start_);
+    }
     /// Drops every action written so far (keeps the header).
     void reset_actions() noexcept;
     /// Patches the length; the frame is complete in the buffer afterwards.

@@ -17,8 +17,10 @@
 #include <vector>
 
 #include "spoa/protocol/action.hpp"
+#include "spoa/protocol/client_hello.hpp"
 #include "spoa/protocol/frame.hpp"
 #include "spoa/protocol/notify.hpp"
+#include "spoa/protocol/owned_value.hpp"
 #include "spoa/protocol/status_code.hpp"
 #include "spoa/protocol/typed_value.hpp"
 
@@ -30,30 +32,9 @@ using std::chrono::milliseconds;
 /// Default time to wait for something the test expects to arrive.
 inline constexpr milliseconds default_timeout = 3000ms;
 
-/// A typed value that owns its bytes (protocol::typed_value only views them).
-struct owned_value {
-    protocol::data_type type = protocol::data_type::null;
-    std::uint64_t integer = 0;  ///< BOOL (0/1) and the four integer types (wire pattern)
-    std::string bytes;          ///< STRING, BINARY, IPV4 (4 bytes), IPV6 (16 bytes)
-
-    [[nodiscard]] static owned_value from(const protocol::typed_value& v);
-    /// A typed_value viewing this object's bytes (valid while this object is).
-    [[nodiscard]] protocol::typed_value view() const;
-    [[nodiscard]] std::string to_string() const;
-
-    friend bool operator==(const owned_value&, const owned_value&) = default;
-};
-
-/// One action of an ACK, owned.
-struct owned_action {
-    protocol::action_type type = protocol::action_type::set_var;
-    protocol::var_scope scope = protocol::var_scope::txn;
-    std::string name;
-    owned_value value;  ///< null for unset-var
-
-    [[nodiscard]] std::string to_string() const;
-    friend bool operator==(const owned_action&, const owned_action&) = default;
-};
+/// Values and actions that own their bytes (spoa/protocol/owned_value.hpp).
+using owned_value = protocol::owned_value;
+using owned_action = protocol::owned_action;
 
 /// A frame received from the agent, owning its bytes.
 struct received_frame {
@@ -82,21 +63,9 @@ struct received_frame {
     [[nodiscard]] std::string describe() const;
 };
 
-/// The HAPROXY-HELLO to send. Optional keys are left out when nullopt.
-struct hello_options {
-    std::optional<std::string> supported_versions = "2.0";
-    std::optional<std::uint32_t> max_frame_size = protocol::haproxy_default_max_frame_size;
-    std::optional<std::string> capabilities = "pipelining";
-    std::optional<std::string> engine_id = "8e6a5d2c-1f3b-4c7d-9a0e-2b4f6d8c0a1e";
-    bool healthcheck = false;
-
-    /// HAProxy 2.6 defaults (example V2, protocol/README.md §11): "pipelining,async".
-    [[nodiscard]] static hello_options v2_6();
-    /// HAProxy 3.1+ defaults (example V3, protocol/README.md §11): "pipelining".
-    [[nodiscard]] static hello_options v3();
-    /// The health-check HELLO (example V1 of protocol/README.md §11, bytes exactly).
-    [[nodiscard]] static hello_options healthcheck_hello();
-};
+/// The HAPROXY-HELLO to send (spoa/protocol/client_hello.hpp). Optional keys are left out when
+/// nullopt.
+using hello_options = protocol::haproxy_hello_options;
 
 /// Payload of a HAPROXY-HELLO built from `opts`.
 [[nodiscard]] std::vector<std::uint8_t> hello_payload(const hello_options& opts);
