@@ -3,9 +3,12 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <array>
 #include <condition_variable>
 #include <mutex>
 #include <stdexcept>
+#include <string_view>
 #include <thread>
 
 #include <spdlog/sinks/null_sink.h>
@@ -19,6 +22,27 @@
 
 namespace spoa {
 namespace detail {
+namespace {
+
+/// POST /log-level?level=debug: spdlog levels are atomics, so the loops see the change on
+/// their next line.
+admin_response set_log_level(spdlog::logger& logger, const admin_request& req) {
+    static constexpr std::array<std::string_view, 7> names{"trace", "debug",    "info", "warn",
+                                                           "error", "critical", "off"};
+    const auto it = req.query.find("level");
+    const std::string_view wanted = it == req.query.end() ? "" : std::string_view(it->second);
+    if (std::find(names.begin(), names.end(), wanted) == names.end()) {
+        return {400, "text/plain",
+                "usage: POST /log-level?level=trace|debug|info|warn|error|critical|off\n"};
+    }
+    const auto before = spdlog::level::to_string_view(logger.level());
+    logger.set_level(spdlog::level::from_str(std::string(wanted)));
+    logger.warn("log level {} -> {} (admin endpoint)",
+                std::string_view(before.data(), before.size()), wanted);
+    return {200, "text/plain", std::string(wanted) + "\n"};
+}
+
+}  // namespace
 
 class runtime {
   public:
@@ -41,11 +65,15 @@ class runtime {
     void wait();
     void render_stats(std::string& out) const;
     void reload() noexcept;
+    [[nodiscard]] std::vector<admin_route> admin_routes() const;
+    [[nodiscard]] admin_response readiness() const;
 
     agent_config config;
     handler_table handlers;
     metrics_registry metrics;
     std::vector<admin_route> routes;
+    /// Fixed before start(); called on the admin thread.
+    std::vector<std::function<std::optional<std::string>()>> readiness_checks;
     std::vector<std::function<void()>> reload_hooks;
     std::mutex reload_mutex;
     shared_context ctx;
@@ -62,6 +90,7 @@ class runtime {
     bool started = false;
     bool joined = false;
     std::atomic<bool> draining{false};
+    std::atomic<bool> serving{false};    ///< every loop thread has been started
     uv_async_t* control_wake = nullptr;  ///< set while run() drives the signal loop
 };
 
@@ -79,6 +108,56 @@ void runtime::validate() const {
     }
     if (config.max_connections == 0)
         throw std::invalid_argument("max connections must be at least 1");
+    if (config.admin && !config.admin->is_local() && config.admin_token.empty() &&
+        !config.admin_public) {
+        throw std::invalid_argument(
+            "the admin endpoint " + config.admin->to_string() +
+            " is reachable from other hosts and can invalidate routes: give it a token "
+            "(--admin-token-file), or say that it is meant to be open (--admin-public)");
+    }
+}
+
+std::vector<admin_route> runtime::admin_routes() const {
+    std::vector<admin_route> all = routes;
+    all.push_back({"GET", "/healthz",
+                   [this](const admin_request&) {
+                       if (draining.load()) return admin_response{503, "text/plain", "draining\n"};
+                       return admin_response{200, "text/plain", "ok\n"};
+                   },
+                   true});
+    all.push_back({"GET", "/readyz", [this](const admin_request&) { return readiness(); }, true});
+    all.push_back({"GET", "/metrics", [this](const admin_request&) {
+                       return admin_response{200, "text/plain; version=0.0.4", metrics.render()};
+                   }});
+    all.push_back({"GET", "/log-level", [this](const admin_request&) {
+                       const auto level = spdlog::level::to_string_view(config.logger->level());
+                       return admin_response{200, "text/plain",
+                                             std::string(level.data(), level.size()) + "\n"};
+                   }});
+    all.push_back({"POST", "/log-level", [this](const admin_request& req) {
+                       return set_log_level(*config.logger, req);
+                   }});
+    return all;
+}
+
+admin_response runtime::readiness() const {
+    std::string reasons;
+    const auto add = [&reasons](std::string_view why) {
+        reasons += "not ready: ";
+        reasons += why;
+        reasons += "\n";
+    };
+    if (draining.load()) add("draining");
+    if (!serving.load()) add("loop threads not started");
+    for (const auto& check : readiness_checks) {
+        try {
+            if (auto why = check()) add(*why);
+        } catch (const std::exception& e) {
+            add(std::string("readiness check failed: ") + e.what());
+        }
+    }
+    if (reasons.empty()) return {200, "text/plain", "ready\n"};
+    return {503, "text/plain", reasons};
 }
 
 void runtime::start() {
@@ -135,17 +214,7 @@ void runtime::start() {
             listen_address actual = *config.admin;
             const int fd = open_tcp_listener(actual, false);
             actual.port = bound_port(fd);
-            std::vector<admin_route> all = routes;
-            all.push_back({"GET", "/healthz", [this](const admin_request&) {
-                               if (draining.load())
-                                   return admin_response{503, "text/plain", "draining\n"};
-                               return admin_response{200, "text/plain", "ok\n"};
-                           }});
-            all.push_back(
-                {"GET", "/metrics", [this](const admin_request&) {
-                     return admin_response{200, "text/plain; version=0.0.4", metrics.render()};
-                 }});
-            admin = std::make_unique<admin_server>(fd, std::move(all));
+            admin = std::make_unique<admin_server>(fd, admin_routes(), config.admin_token);
             admin_bound = actual;
         }
     } catch (...) {
@@ -170,6 +239,7 @@ void runtime::start() {
             }
         });
     }
+    serving.store(true);
     std::string where;
     for (const auto& b : bound)
         where += (where.empty() ? "" : ", ") + b.to_string();
@@ -435,6 +505,12 @@ agent& agent::on_any_async(async_handler handler) {
 agent& agent::admin_route(std::string method, std::string path, admin_handler handler) {
     if (rt_->started) throw std::logic_error("admin routes must be added before start()");
     rt_->routes.push_back({std::move(method), std::move(path), std::move(handler)});
+    return *this;
+}
+
+agent& agent::readiness_check(std::function<std::optional<std::string>()> not_ready) {
+    if (rt_->started) throw std::logic_error("readiness checks must be added before start()");
+    rt_->readiness_checks.push_back(std::move(not_ready));
     return *this;
 }
 

@@ -2,10 +2,12 @@
 #include <netinet/in.h>
 #include <sys/un.h>
 
+#include <array>
 #include <charconv>
 #include <stdexcept>
 
 #include "spoa/agent/config.hpp"
+#include "spoa/agent/ip_address.hpp"
 
 namespace spoa {
 
@@ -62,6 +64,16 @@ std::size_t listen_address::to_sockaddr(sockaddr_storage& out) const {
         return sizeof *v6;
     }
     throw std::invalid_argument("not a numeric TCP address: " + to_string());
+}
+
+bool listen_address::is_local() const noexcept {
+    if (type == kind::unix_socket) return true;
+    const auto ip = ip_address::parse(host);
+    if (!ip) return false;
+    if (ip->is_v4()) return ip->data()[0] == 127;
+    static constexpr std::array<std::uint8_t, 16> v6_loopback{0, 0, 0, 0, 0, 0, 0, 0,
+                                                              0, 0, 0, 0, 0, 0, 0, 1};
+    return ip->v6_bytes() == v6_loopback;
 }
 
 std::string listen_address::to_string() const {

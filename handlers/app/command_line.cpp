@@ -1,6 +1,8 @@
 #include "command_line.hpp"
 
 #include <chrono>
+#include <fstream>
+#include <iterator>
 #include <string_view>
 
 #include "spoa/handlers/examples.hpp"
@@ -16,6 +18,28 @@ CLI::Option* add_ms(CLI::App& app, const std::string& flag, std::chrono::millise
             flag, [&target](long v) { target = std::chrono::milliseconds(v); }, help + ", ms")
         ->default_str(std::to_string(target.count()))
         ->check(range);
+}
+
+/// `--admin 9100` is the loopback address: the admin endpoint is only public when asked.
+listen_address admin_address(const std::string& text) {
+    const bool port_only =
+        !text.empty() && text.find_first_not_of("0123456789") == std::string::npos;
+    return listen_address::parse(port_only ? "127.0.0.1:" + text : text);
+}
+
+/// The file's content without surrounding white space (a trailing newline is usual).
+std::string read_token(const std::string& path) {
+    std::ifstream in(path);
+    if (!in) throw std::invalid_argument("--admin-token-file " + path + ": cannot read it");
+    std::string token((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const auto first = token.find_first_not_of(" \t\r\n");
+    const auto last = token.find_last_not_of(" \t\r\n");
+    if (first == std::string::npos)
+        throw std::invalid_argument("--admin-token-file " + path + " is empty");
+    token = token.substr(first, last - first + 1);
+    if (token.find_first_of(" \t\r\n") != std::string::npos)
+        throw std::invalid_argument("--admin-token-file " + path + ": one token, no white space");
+    return token;
 }
 
 }  // namespace
@@ -40,7 +64,15 @@ void add_agent_flags(CLI::App& app, command_line& cl) {
                    "Largest frame we accept and announce, in bytes")
         ->check(CLI::Range(256u, 16777216u))
         ->capture_default_str();
-    app.add_option("--admin", cl.admin, "Admin HTTP endpoint host:port (/healthz, /metrics)");
+    app.add_option("--admin", cl.admin,
+                   "Admin HTTP endpoint host:port, or a port alone for 127.0.0.1:PORT "
+                   "(/healthz, /readyz, /metrics, /explain, /routes, POST /invalidate)");
+    app.add_option("--admin-token-file", cl.admin_token_file,
+                   "File holding the bearer token every admin route but /healthz and /readyz "
+                   "requires")
+        ->check(CLI::ExistingFile);
+    app.add_flag("--admin-public", a.admin_public,
+                 "Serve the admin endpoint on a non-loopback address without a token");
     app.add_option("--max-connections", a.max_connections, "Connections accepted at once")
         ->capture_default_str();
     app.add_option("--max-inflight", a.max_inflight_per_connection,
@@ -78,6 +110,11 @@ void add_flags(CLI::App& app, command_line& cl) {
     app.add_option("--log-level", cl.log_level, "trace, debug, info, warn, error or off")
         ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}))
         ->capture_default_str();
+    app.add_option("--log-format", cl.log_format,
+                   "text, or json: one object a line (time, level, thread, message and named "
+                   "fields)")
+        ->check(CLI::IsMember({"text", "json"}))
+        ->capture_default_str();
     app.add_option("--example", cl.examples,
                    "Enable an example handler: " + example_list() + " (repeatable)");
     app.add_option("-c,--config", cl.routing_file,
@@ -100,7 +137,8 @@ void finish(const CLI::App& app, command_line& cl) {
     if (cl.listen.empty()) cl.listen.emplace_back("127.0.0.1:12345");
     for (const auto& l : cl.listen)
         cl.agent.listeners.push_back(listen_address::parse(l));
-    if (!cl.admin.empty()) cl.agent.admin = listen_address::parse(cl.admin);
+    if (!cl.admin.empty()) cl.agent.admin = admin_address(cl.admin);
+    if (!cl.admin_token_file.empty()) cl.agent.admin_token = read_token(cl.admin_token_file);
     if (!cl.unix_mode.empty()) {
         std::size_t used = 0;
         const unsigned long mode = std::stoul(cl.unix_mode, &used, 8);

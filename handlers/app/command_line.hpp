@@ -15,15 +15,17 @@ struct command_line {
     // Given as text, turned into agent's fields by finish().
     std::vector<std::string> listen;
     std::string admin;
+    std::string admin_token_file;  ///< --admin-token-file: read into agent.admin_token
     std::string unix_mode;
     bool no_fragmentation = false;
 
     std::vector<std::string> examples;
     std::string log_level = "info";
-    std::string routing_file;  ///< --config, or $SPOA_CONFIG
-    bool check = false;        ///< --check [FILE]: validate and exit
-    std::string check_file;    ///< FILE of --check FILE; empty = the --config file
-    std::string probe;         ///< --probe HOST:PORT: ask that admin endpoint for /healthz
+    std::string log_format = "text";  ///< --log-format text|json
+    std::string routing_file;         ///< --config, or $SPOA_CONFIG
+    bool check = false;               ///< --check [FILE]: validate and exit
+    std::string check_file;           ///< FILE of --check FILE; empty = the --config file
+    std::string probe;                ///< --probe HOST:PORT: ask that admin endpoint for /healthz
 };
 
 void add_flags(CLI::App& app, command_line& cl);

@@ -13,6 +13,7 @@
 #include "command_line.hpp"
 #include "health_probe.hpp"
 #include "spoa/agent/agent.hpp"
+#include "spoa/agent/log_event.hpp"
 #include "spoa/agent/version.hpp"
 #include "spoa/handlers/examples.hpp"
 #include "spoa/handlers/routing/service.hpp"
@@ -21,10 +22,15 @@ namespace {
 
 using namespace std::chrono_literals;
 
-std::shared_ptr<spdlog::logger> make_logger(const std::string& level) {
+std::shared_ptr<spdlog::logger> make_logger(const std::string& level, const std::string& format) {
     auto logger =
         std::make_shared<spdlog::logger>("spoa", std::make_shared<spdlog::sinks::stderr_sink_mt>());
-    logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ [%t] %v");
+    if (format == "json") {
+        spoa::set_log_format(spoa::log_format::json);
+        logger->set_formatter(spoa::json_log_formatter());
+    } else {
+        logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ [%t] %v");
+    }
     logger->set_level(spdlog::level::from_str(level));
     logger->flush_on(spdlog::level::warn);
     return logger;
@@ -64,7 +70,7 @@ int main(int argc, char** argv) {
         return usage_error(e.what());
     }
 
-    const auto logger = make_logger(cl.log_level);
+    const auto logger = make_logger(cl.log_level, cl.log_format);
     cl.agent.logger = logger;
     try {
         spoa::agent agent(cl.agent);

@@ -1,5 +1,9 @@
 // The admin HTTP endpoint, over raw HTTP/1.0 from the test.
 
+#include <spdlog/logger.h>
+
+#include <atomic>
+
 #include "agent_test_util.hpp"
 #include "spoa/handlers/examples.hpp"
 
@@ -114,6 +118,119 @@ TEST_CASE("admin: custom routes get method, path, query and body", "[admin]") {
     r = http_request("127.0.0.1", port, "GET", "/boom");
     CHECK(r.status == 500);
     CHECK(r.body.find("handler failed") != std::string::npos);
+}
+
+TEST_CASE("admin: with a token, every route but the probes needs it", "[admin]") {
+    auto cfg = admin_config();
+    cfg.admin_token = "s3cret-token";
+    test_agent a(cfg);
+    a.agent().admin_route("POST", "/invalidate", [](const admin_request&) {
+        return admin_response{200, "text/plain", "invalidated 0\n"};
+    });
+    a.start();
+    const auto port = admin_port(a);
+    const std::vector<std::string> good{"Authorization: Bearer s3cret-token"};
+
+    for (const auto& [method, path] :
+         std::vector<std::pair<std::string, std::string>>{{"GET", "/metrics"},
+                                                          {"POST", "/invalidate?id=x"},
+                                                          {"GET", "/log-level"},
+                                                          {"POST", "/log-level?level=debug"}}) {
+        INFO(method << " " << path);
+        const auto refused = http_request("127.0.0.1", port, method, path);
+        CHECK(refused.status == 401);
+        CHECK(refused.headers.find("WWW-Authenticate: Bearer") != std::string::npos);
+        for (const std::string bad :
+             {"Authorization: Bearer s3cret-tokeN", "Authorization: Bearer s3cret-token2",
+              "Authorization: Bearer ", "Authorization: s3cret-token",
+              "Authorization: Basic czNjcmV0LXRva2Vu"}) {
+            INFO(bad);
+            CHECK(http_request("127.0.0.1", port, method, path, {}, {bad}).status == 401);
+        }
+        CHECK(http_request("127.0.0.1", port, method, path, {}, good).status == 200);
+    }
+    // Probes stay open: an orchestrator asks without credentials.
+    CHECK(http_request("127.0.0.1", port, "GET", "/healthz").status == 200);
+    CHECK(http_request("127.0.0.1", port, "GET", "/readyz").status == 200);
+}
+
+TEST_CASE("admin: a non-loopback address needs a token or --admin-public", "[admin]") {
+    CHECK(listen_address::parse("127.0.0.1:9100").is_local());
+    CHECK(listen_address::parse("127.8.9.10:9100").is_local());
+    CHECK(listen_address::parse("[::1]:9100").is_local());
+    CHECK(listen_address::parse("unix:/run/spoa/admin.sock").is_local());
+    CHECK_FALSE(listen_address::parse(":9100").is_local());  // every IPv4 address
+    CHECK_FALSE(listen_address::parse("0.0.0.0:9100").is_local());
+    CHECK_FALSE(listen_address::parse("[::]:9100").is_local());
+    CHECK_FALSE(listen_address::parse("192.0.2.7:9100").is_local());
+    CHECK_FALSE(listen_address::parse("[::ffff:127.0.0.1]:9100").is_local());
+
+    auto cfg = test_config();
+    cfg.admin = listen_address::parse("0.0.0.0:0");
+    test_agent refused(cfg);
+    try {
+        refused.start();
+        FAIL("an open admin endpoint on every address was accepted");
+    } catch (const std::invalid_argument& e) {
+        const std::string what = e.what();
+        CHECK(what.find("0.0.0.0:0") != std::string::npos);
+        CHECK(what.find("--admin-token-file") != std::string::npos);
+        CHECK(what.find("--admin-public") != std::string::npos);
+    }
+}
+
+TEST_CASE("admin: /readyz names what is not ready; /healthz only says alive", "[admin]") {
+    auto cfg = admin_config();
+    cfg.handler_deadline = 5000ms;
+    std::atomic<bool> resolver_up{false};
+    reply_box box;
+    test_agent a(cfg);
+    a.agent().readiness_check([&]() -> std::optional<std::string> {
+        if (resolver_up.load()) return std::nullopt;
+        return "remote resolver: not connected";
+    });
+    a.agent().on_async("slow", [&](const message&, async_reply r) { box.put(std::move(r)); });
+    a.start();
+    const auto port = admin_port(a);
+
+    auto r = http_request("127.0.0.1", port, "GET", "/readyz");
+    CHECK(r.status == 503);
+    CHECK(r.body == "not ready: remote resolver: not connected\n");
+    CHECK(http_request("127.0.0.1", port, "GET", "/healthz").status == 200);
+    resolver_up = true;
+    r = http_request("127.0.0.1", port, "GET", "/readyz");
+    CHECK(r.status == 200);
+    CHECK(r.body == "ready\n");
+
+    // Draining: not ready any more (and not alive either, for HAProxy's checks).
+    auto c = a.connect_ready();
+    c.send_notify(1, 1, message_spec{"slow", {}});
+    REQUIRE(box.wait_for(1));
+    a.agent().stop(true);
+    r = http_request("127.0.0.1", port, "GET", "/readyz");
+    CHECK(r.status == 503);
+    CHECK(r.body == "not ready: draining\n");
+    box.take().reply.done();
+    CHECK(c.expect(ft::ack).frame_id == 1);
+    CHECK(c.expect_disconnect() == 0);
+}
+
+TEST_CASE("admin: the log level changes at run time", "[admin]") {
+    auto cfg = admin_config();
+    cfg.logger = std::make_shared<spdlog::logger>("admin-test");
+    cfg.logger->set_level(spdlog::level::info);
+    test_agent a(cfg);
+    a.start();
+    const auto port = admin_port(a);
+    CHECK(http_request("127.0.0.1", port, "GET", "/log-level").body == "info\n");
+    auto r = http_request("127.0.0.1", port, "POST", "/log-level?level=debug");
+    CHECK(r.status == 200);
+    CHECK(a.agent().config().logger->level() == spdlog::level::debug);
+    CHECK(http_request("127.0.0.1", port, "GET", "/log-level").body == "debug\n");
+    r = http_request("127.0.0.1", port, "POST", "/log-level?level=loud");
+    CHECK(r.status == 400);
+    CHECK(a.agent().config().logger->level() == spdlog::level::debug);
+    CHECK(http_request("127.0.0.1", port, "GET", "/log-level").status == 200);
 }
 
 }  // namespace spoa::testing

@@ -111,10 +111,13 @@ bool wait_until(const std::function<bool()>& pred, std::chrono::milliseconds tim
 }
 
 http_response http_request(const std::string& host, std::uint16_t port, std::string_view method,
-                           std::string_view target, std::string_view body) {
+                           std::string_view target, std::string_view body,
+                           const std::vector<std::string>& extra_headers) {
     auto c = fake_haproxy::connect_tcp(host, port);
     std::string req = std::string(method) + " " + std::string(target) +
                       " HTTP/1.0\r\nHost: " + host + "\r\nConnection: close\r\n";
+    for (const auto& h : extra_headers)
+        req += h + "\r\n";
     if (!body.empty() || method == "POST") {
         req += "Content-Length: " + std::to_string(body.size()) + "\r\n";
     }

@@ -13,6 +13,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -44,6 +45,10 @@ class agent {
 
     /// Extra admin endpoint route, e.g. ("POST", "/invalidate").
     agent& admin_route(std::string method, std::string path, admin_handler handler);
+    /// A condition of readiness (GET /readyz): `not_ready` returns why the agent cannot serve
+    /// yet (e.g. "remote resolver: not connected"), or nothing when ready. Called on the admin
+    /// thread, concurrently with the loops: it must be thread-safe. Register before start().
+    agent& readiness_check(std::function<std::optional<std::string>()> not_ready);
 
     /// Called on SIGHUP (from run()'s signal thread) or reload(), e.g. to re-read a route table.
     /// Hooks run in registration order; an exception is logged and does not stop the agent.

@@ -31,6 +31,9 @@ struct listen_address {
     /// The TCP address as a socket address (family, address, port) in `out`; returns its
     /// length. Throws std::invalid_argument for a Unix socket or a non-numeric host.
     std::size_t to_sockaddr(sockaddr_storage& out) const;
+    /// True for 127.0.0.0/8 and ::1 (and Unix sockets, which no other host reaches); false for
+    /// every other address, the wildcard (`:port`) included.
+    [[nodiscard]] bool is_local() const noexcept;
 };
 
 /// Ownership and permissions of Unix listening sockets. Debian's HAProxy runs as user haproxy
@@ -74,6 +77,11 @@ struct agent_config {
     unix_socket_options unix_socket;
     /// Admin HTTP endpoint (`host:port`), off when empty.
     std::optional<listen_address> admin;
+    /// Bearer token every admin route but /healthz and /readyz requires; empty: none.
+    std::string admin_token;
+    /// The admin endpoint can invalidate routes: on an address other than loopback it needs a
+    /// token, unless this says serving it openly there is intended.
+    bool admin_public = false;
 
     std::shared_ptr<spdlog::logger> logger;  ///< null = a logger that drops everything
     /// run() installs SIGTERM/SIGINT handlers (first signal drains, second stops at once) and a

@@ -10,6 +10,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "spoa/agent/agent.hpp"
 #include "spoa/testing/fake_haproxy.hpp"
@@ -69,9 +70,11 @@ struct http_response {
 };
 
 /// One HTTP/1.0 request over a raw TCP connection; reads until the server closes.
+/// `extra_headers`: whole header lines without their CRLF, e.g. "Authorization: Bearer x".
 [[nodiscard]] http_response http_request(const std::string& host, std::uint16_t port,
                                          std::string_view method, std::string_view target,
-                                         std::string_view body = {});
+                                         std::string_view body = {},
+                                         const std::vector<std::string>& extra_headers = {});
 
 /// A child process with its stderr captured through a pipe.
 class child_process {
