@@ -42,6 +42,12 @@ worker::worker(shared_context& ctx, unsigned index)
       mailbox_(std::make_shared<mailbox>()),
       read_buffer_(std::make_unique_for_overwrite<std::uint8_t[]>(read_buffer_size)),
       log_limiter_(ctx.config->error_log_rate) {
+    // The agent constructs its workers one after another before any loop thread runs, so the
+    // first one opens the recording for all; nothing else is open yet if that throws.
+    if (!ctx.recorder && !ctx.config->record_file.empty()) {
+        ctx.recorder =
+            frame_recorder::open(ctx.config->record_file, ctx.config->record_max_bytes, *ctx.log);
+    }
     handler_of_.reserve(16);
     if (uv_loop_init(&loop_) != 0) throw std::runtime_error("uv_loop_init failed");
     loop_.data = this;
@@ -242,6 +248,9 @@ void worker::dispatch(connection& c, std::uint64_t stream_id, std::uint64_t fram
         c.sess().fail(e);
         return;
     }
+    if (frame_recorder* r = ctx_.recorder.get()) [[unlikely]] {
+        r->record(protocol::record_kind::notify, c.id(), stream_id, frame_id, payload);
+    }
     const auto messages = decoder_.messages();
     const handler_table& table = *ctx_.handlers;
     handler_of_.clear();
@@ -276,7 +285,7 @@ void worker::dispatch(connection& c, std::uint64_t stream_id, std::uint64_t fram
         if (!ok) dispatching_->failed = true;
         finish_dispatch(dispatching_);
     } else {
-        batch_clock_ns_ = complete_ack(ack, !ok, started);
+        batch_clock_ns_ = complete_ack(c, stream_id, frame_id, ack, !ok, started);
         c.frame_answered(false);
     }
     if (!postponed_.empty()) answer_postponed();
@@ -370,14 +379,18 @@ std::uint64_t worker::write_ack(connection& c, std::uint64_t sid, std::uint64_t 
     if (!failed && !actions.empty() && !ack.append_encoded(actions)) {
         stats_.actions_refused.inc();
     }
-    return complete_ack(ack, failed, started_ns);
+    return complete_ack(c, sid, fid, ack, failed, started_ns);
 }
 
-std::uint64_t worker::complete_ack(protocol::ack_writer& ack, bool failed,
+std::uint64_t worker::complete_ack(const connection& c, std::uint64_t sid, std::uint64_t fid,
+                                   protocol::ack_writer& ack, bool failed,
                                    std::uint64_t started_ns) noexcept {
     if (failed) ack.reset_actions();
     if (ack.payload_size() == 0) (void)ack.unset_var(protocol::var_scope::txn, noop_var);
     ack.finish();
+    if (frame_recorder* r = ctx_.recorder.get()) [[unlikely]] {
+        r->record(protocol::record_kind::ack, c.id(), sid, fid, ack.payload());
+    }
     stats_.frames_out[static_cast<std::size_t>(sent_kind::ack)].inc();
     const std::uint64_t done = uv_hrtime();
     stats_.handler_latency.observe(static_cast<double>(done - started_ns) * 1e-9);

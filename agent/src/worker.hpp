@@ -15,6 +15,7 @@
 #include "async_state.hpp"
 #include "connection.hpp"
 #include "deferral.hpp"
+#include "frame_recorder.hpp"
 #include "handler_table.hpp"
 #include "intrusive_list.hpp"
 #include "log_limiter.hpp"
@@ -47,6 +48,8 @@ struct shared_context {
     std::atomic<std::uint64_t> next_connection_id{1};
     /// Set when a drain starts: health checks are refused from then on.
     std::atomic<bool> draining{false};
+    /// --record: null when off. Opened by the first worker constructed (frame_recorder.hpp).
+    std::unique_ptr<frame_recorder> recorder;
 };
 
 /// A handler's reply::defer() reaches the worker dispatching its frame.
@@ -133,8 +136,10 @@ class worker final : private deferral {
                             protocol::bytes_view actions, bool failed,
                             std::uint64_t started_ns) noexcept;
     /// The one place an ACK is completed: a failed frame's actions are dropped, the payload is
-    /// never empty (noop unset-var), the ACK is counted and timed. Returns the clock reading.
-    std::uint64_t complete_ack(protocol::ack_writer& ack, bool failed,
+    /// never empty (noop unset-var), the ACK is counted, timed and recorded (--record). Returns
+    /// the clock reading.
+    std::uint64_t complete_ack(const connection& c, std::uint64_t sid, std::uint64_t fid,
+                               protocol::ack_writer& ack, bool failed,
                                std::uint64_t started_ns) noexcept;
     void handler_failed(std::string_view message, const char* what) noexcept;
     [[nodiscard]] std::size_t message_slot(std::size_t handler) const noexcept;

@@ -101,6 +101,13 @@ void add_agent_flags(CLI::App& app, command_line& cl) {
                    "Mode of Unix listening sockets, octal (e.g. 0660)");
     app.add_option("--unix-owner", a.unix_socket.owner, "Owner (user name or uid) of Unix sockets");
     app.add_option("--unix-group", a.unix_socket.group, "Group (name or gid) of Unix sockets");
+    app.add_option("--record", a.record_file,
+                   "Write every NOTIFY received and ACK sent to FILE (truncated at start), for "
+                   "spoa-cli replay");
+    app.add_option("--record-max-bytes", a.record_max_bytes,
+                   "Stop recording (one log line) before the --record file passes this size")
+        ->check(CLI::PositiveNumber)
+        ->capture_default_str();
 }
 
 }  // namespace

@@ -89,6 +89,13 @@ struct agent_config {
     bool handle_signals = true;
     /// Log handler exceptions at most this often per thread (per second).
     unsigned error_log_rate = 10;
+
+    /// Every complete NOTIFY received (after reassembly) and every ACK sent is appended to this
+    /// file (format: spoa/protocol/recording.hpp; writer: agent/src/frame_recorder.hpp), for
+    /// `spoa-cli replay`. Empty = off, which costs the hot path one pointer test.
+    std::string record_file;
+    /// Recording stops, with one log line, before the file would grow past this size.
+    std::uint64_t record_max_bytes = 64ull * 1024 * 1024;
 };
 
 }  // namespace spoa
