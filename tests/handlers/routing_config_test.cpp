@@ -123,8 +123,9 @@ metadata_variables: {tenant: tenant_id, plan: x.plan}
                                           "values.yaml");
     CHECK(cfg.resolver == routing_config::resolver_kind::chain);
     REQUIRE(cfg.remote.has_value());
-    CHECK(cfg.remote->address.host == "127.0.0.1");
-    CHECK(cfg.remote->address.port == 7070);
+    REQUIRE(cfg.remote->addresses.size() == 1);
+    CHECK(cfg.remote->addresses[0].host == "127.0.0.1");
+    CHECK(cfg.remote->addresses[0].port == 7070);
     CHECK(cfg.remote->call_timeout == 120ms);
     CHECK(cfg.remote->reconnect_min == 10ms);
     CHECK(cfg.remote->reconnect_max == 900ms);
@@ -156,8 +157,9 @@ metadata_variables: {tenant: tenant_id, plan: x.plan}
     const auto remote = parse_routing_config(
         "resolver: {type: remote, remote: {address: 'unix:/run/cp.sock'}}\n", "r.yaml");
     CHECK(remote.resolver == routing_config::resolver_kind::remote);
-    CHECK(remote.remote->address.type == listen_address::kind::unix_socket);
-    CHECK(remote.remote->address.path == "/run/cp.sock");
+    REQUIRE(remote.remote->addresses.size() == 1);
+    CHECK(remote.remote->addresses[0].type == connect_address::kind::unix_socket);
+    CHECK(remote.remote->addresses[0].path == "/run/cp.sock");
     CHECK(remote.remote->call_timeout == 250ms);
 
     for (const char* key : {"database", "user", "endpoint", "sni"}) {
@@ -263,7 +265,7 @@ TEST_CASE("config: malformed configurations name the file and the line", "[confi
          "resolver:\n  type: remote\n  remote:\n    timeout_ms: 5\n", 4,
          "resolver.remote.address is required"},
         {"bad remote address", "resolver:\n  remote:\n    address: nowhere\n", 3,
-         "listen address 'nowhere' is not host:port, [v6]:port or unix:/path"},
+         "address 'nowhere' is not host:port, [v6]:port or unix:/path"},
         {"negative duration", "cache:\n  ttl_ms: -5\n", 2, "a duration must not be negative"},
         {"duration not a number", "resolver:\n  timeout_ms: soon\n", 2,
          "expected a number of milliseconds"},
@@ -308,6 +310,81 @@ TEST_CASE("config: YAML errors name the file and the line", "[config]") {
     }
     CHECK_THAT(load_error((dir.path() / "absent.yaml").string()),
                Catch::Matchers::EndsWith("absent.yaml: cannot read the file"));
+}
+
+TEST_CASE("config: resolver.remote.address takes host names and lists", "[config]") {
+    const auto addresses = [](const std::string& value) {
+        return parse_routing_config(
+                   "resolver:\n  type: remote\n  remote:\n    address: " + value + "\n", "r.yaml")
+            .remote->addresses;
+    };
+    SECTION("one address of each form; a name is kept as written, looked up when connecting") {
+        const auto name = addresses("cp.internal:7001");
+        REQUIRE(name.size() == 1);
+        CHECK(name[0].type == connect_address::kind::tcp);
+        CHECK(name[0].host == "cp.internal");
+        CHECK(name[0].port == 7001);
+        CHECK_FALSE(name[0].numeric_host().has_value());
+        CHECK(addresses("localhost:7001")[0].host == "localhost");
+        CHECK(addresses("control-plane.ns.svc.cluster.local.:7001")[0].port == 7001);
+        const auto v6 = addresses("'[::1]:7001'");
+        CHECK(v6[0].host == "::1");
+        CHECK(v6[0].to_string() == "[::1]:7001");
+        REQUIRE(v6[0].numeric_host().has_value());
+        CHECK(addresses("127.0.0.1:7001")[0].numeric_host()->to_string() == "127.0.0.1");
+        CHECK(addresses("unix:/run/cp.sock")[0].path == "/run/cp.sock");
+    }
+    SECTION("a list, in its order") {
+        const auto list = addresses("[cp-a.internal:7001, '[fd00::1]:7002', unix:/run/cp.sock]");
+        REQUIRE(list.size() == 3);
+        CHECK(list[0].to_string() == "cp-a.internal:7001");
+        CHECK(list[1].to_string() == "[fd00::1]:7002");
+        CHECK(list[2].to_string() == "unix:/run/cp.sock");
+        const auto block = parse_routing_config(
+            "resolver:\n  remote:\n    address:\n      - cp-a:7001\n      - cp-b:7001\n", "r.yaml");
+        REQUIRE(block.remote->addresses.size() == 2);
+        CHECK(block.remote->addresses[1].host == "cp-b");
+    }
+}
+
+TEST_CASE("config: bad resolver.remote.address values name the line", "[config]") {
+    struct bad_case {
+        const char* yaml;
+        int line;
+        std::string problem;
+    };
+    const std::vector<bad_case> cases{
+        {"resolver:\n  remote:\n    address: []\n", 3,
+         "resolver.remote.address must not be an empty list"},
+        {"resolver:\n  remote:\n    address: cp.internal:70000\n", 3,
+         "address 'cp.internal:70000' has a bad port (1-65535)"},
+        {"resolver:\n  remote:\n    address: cp.internal:0\n", 3,
+         "address 'cp.internal:0' has a bad port (1-65535)"},
+        {"resolver:\n  remote:\n    address: 'cp.internal:'\n", 3,
+         "address 'cp.internal:' has a bad port (1-65535)"},
+        {"resolver:\n  remote:\n    address:\n      - cp-a:7001\n      - cp b:7001\n", 5,
+         "address 'cp b:7001' has a host that is neither a numeric address nor a host name"},
+        {"resolver:\n  remote:\n    address: -cp.internal:7001\n", 3,
+         "address '-cp.internal:7001' has a host that is neither a numeric address nor a host "
+         "name"},
+        {"resolver:\n  remote:\n    address: a..b:7001\n", 3,
+         "address 'a..b:7001' has a host that is neither a numeric address nor a host name"},
+        {"resolver:\n  remote:\n    address: ':7001'\n", 3, "address ':7001' has no host"},
+        {"resolver:\n  remote:\n    address: '[cp.internal]:7001'\n", 3,
+         "address '[cp.internal]:7001' needs a numeric IPv6 address inside [ ]"},
+        {"resolver:\n  remote:\n    address: 'unix:'\n", 3,
+         "address 'unix:' has an empty Unix socket path"},
+        {"resolver:\n  remote:\n    address:\n      - cp-a:7001\n      - [cp-b:7001]\n", 5,
+         "resolver.remote.address must be an address or a list of addresses"},
+    };
+    test::temp_dir dir;
+    for (const auto& c : cases) {
+        INFO(c.yaml);
+        CHECK(parse_error(c.yaml, "inline.yaml") ==
+              "inline.yaml:" + std::to_string(c.line) + ": " + c.problem);
+        const auto path = dir.write("case.yaml", c.yaml);
+        CHECK(load_error(path) == path + ":" + std::to_string(c.line) + ": " + c.problem);
+    }
 }
 
 }  // namespace spoa::handlers::routing

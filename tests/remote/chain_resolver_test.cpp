@@ -14,7 +14,6 @@
 #include "spoa/handlers/routing/static_resolver.hpp"
 
 using spoa::ip_address;
-using spoa::listen_address;
 namespace handlers = spoa::handlers;
 using namespace spoa::handlers::routing;
 using namespace spoa::remote_test;
@@ -221,7 +220,7 @@ TEST_CASE("chain resolver: static routes, then the remote control plane", "[chai
     table->add(app_protocol::http, "both.example.com", route_to("127.0.0.1", 8002));
     auto loop = std::make_shared<handlers::service_loop>();
     remote_resolver_options o;
-    o.address = listen_address::parse(server.address());
+    o.addresses = {connect_address::parse(server.address())};
     o.reconnect_min = std::chrono::milliseconds(10);
     o.reconnect_max = std::chrono::milliseconds(100);
     auto remote = std::make_shared<remote_resolver>(o, loop, nullptr);

@@ -14,7 +14,6 @@
 #include "remote_test_util.hpp"
 
 using spoa::ip_address;
-using spoa::listen_address;
 namespace handlers = spoa::handlers;
 using namespace spoa::handlers::routing;
 using namespace spoa::remote_test;
@@ -44,7 +43,7 @@ const char* const routes_json = R"({
 
 remote_resolver_options options_for(const std::string& address) {
     remote_resolver_options o;
-    o.address = listen_address::parse(address);
+    o.addresses = {connect_address::parse(address)};
     o.call_timeout = 1000ms;
     o.reconnect_min = 10ms;
     o.reconnect_max = 100ms;
@@ -93,7 +92,7 @@ struct fixture {
     explicit fixture(std::vector<std::string> extra = {}, remote_resolver_options* opts = nullptr)
         : server(dir.write("routes.json", routes_json), "127.0.0.1:0", std::move(extra)) {
         auto o = opts ? *opts : options_for(server.address());
-        o.address = listen_address::parse(server.address());
+        o.addresses = {connect_address::parse(server.address())};
         resolver = std::make_shared<remote_resolver>(o, loop, nullptr);
         REQUIRE(eventually([&] { return resolver->connected(); }));
     }

@@ -167,17 +167,32 @@ long control_plane::count(const std::string& method, const std::string& key) con
 
 // ---- fake_server --------------------------------------------------------------------------------
 
-fake_server::fake_server(script s) : script_(std::move(s)) {
-    listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+fake_server::fake_server(script s) : fake_server(std::move(s), "127.0.0.1") {}
+
+fake_server::fake_server(script s, const std::string& host, std::uint16_t port)
+    : host_(host), script_(std::move(s)) {
+    sockaddr_storage ss{};
+    socklen_t len = 0;
+    auto* v4 = reinterpret_cast<sockaddr_in*>(&ss);
+    auto* v6 = reinterpret_cast<sockaddr_in6*>(&ss);
+    if (::inet_pton(AF_INET, host.c_str(), &v4->sin_addr) == 1) {
+        v4->sin_family = AF_INET;
+        v4->sin_port = htons(port);
+        len = sizeof *v4;
+    } else {
+        REQUIRE(::inet_pton(AF_INET6, host.c_str(), &v6->sin6_addr) == 1);
+        v6->sin6_family = AF_INET6;
+        v6->sin6_port = htons(port);
+        len = sizeof *v6;
+    }
+    listen_fd_ = ::socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     REQUIRE(listen_fd_ >= 0);
-    sockaddr_in sa{};
-    sa.sin_family = AF_INET;
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(::bind(listen_fd_, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0);
+    const int one = 1;
+    ::setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    REQUIRE(::bind(listen_fd_, reinterpret_cast<sockaddr*>(&ss), len) == 0);
     REQUIRE(::listen(listen_fd_, 16) == 0);
-    socklen_t len = sizeof sa;
-    ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&sa), &len);
-    port_ = ntohs(sa.sin_port);
+    ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&ss), &len);
+    port_ = ntohs(ss.ss_family == AF_INET ? v4->sin_port : v6->sin6_port);
     acceptor_ = std::thread([this] {
         while (!stop_) {
             pollfd p{listen_fd_, POLLIN, 0};
@@ -202,7 +217,8 @@ fake_server::~fake_server() {
 }
 
 std::string fake_server::address() const {
-    return "127.0.0.1:" + std::to_string(port_);
+    if (host_.find(':') != std::string::npos) return "[" + host_ + "]:" + std::to_string(port_);
+    return host_ + ":" + std::to_string(port_);
 }
 
 std::optional<rpc_request> read_request(int fd, std::string& buffer,

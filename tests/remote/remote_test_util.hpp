@@ -65,22 +65,27 @@ class control_plane {
     std::string admin_;
 };
 
-/// A fake control plane: accepts connections on 127.0.0.1:0 and runs `script(fd, index)` for each
-/// (index = 0, 1, ... in accept order) on its own thread, with a blocking socket. For tests that
-/// need bytes no correct server would send.
+/// A fake control plane: accepts connections (on 127.0.0.1:0 unless told) and runs `script(fd,
+/// index)` for each (index = 0, 1, ... in accept order) on its own thread, with a blocking socket.
+/// For tests that need bytes no correct server would send.
 class fake_server {
   public:
     using script = std::function<void(int fd, int index)>;
     explicit fake_server(script s);
+    /// Listens on `host` (numeric IPv4 or IPv6) and `port` (0: the kernel picks one), e.g. the
+    /// port of a server that went away, on another loopback address.
+    fake_server(script s, const std::string& host, std::uint16_t port = 0);
     ~fake_server();
     fake_server(const fake_server&) = delete;
     fake_server& operator=(const fake_server&) = delete;
 
     [[nodiscard]] std::string address() const;
+    [[nodiscard]] std::uint16_t port() const noexcept { return port_; }
     [[nodiscard]] int accepted() const noexcept { return accepted_.load(); }
 
   private:
     int listen_fd_ = -1;
+    std::string host_;
     std::uint16_t port_ = 0;
     script script_;
     std::atomic<bool> stop_{false};

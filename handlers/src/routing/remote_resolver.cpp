@@ -1,5 +1,6 @@
 #include "spoa/handlers/routing/remote_resolver.hpp"
 
+#include <netinet/in.h>
 #include <spdlog/sinks/null_sink.h>
 #include <spdlog/spdlog.h>
 
@@ -291,6 +292,7 @@ struct connection {
     std::uint64_t generation = 0;
     std::uint64_t connect_timer = 0;
     std::uint64_t connected_ns = 0;
+    std::string target;  ///< remote_client::target_text() when it was opened
     bool got_message = false;
     bool closing = false;
 
@@ -325,6 +327,8 @@ class remote_client : public std::enable_shared_from_this<remote_client> {
         if (opts_.reconnect_max < opts_.reconnect_min) opts_.reconnect_max = opts_.reconnect_min;
         backoff_ = opts_.reconnect_min;
         connect_timeout_ = std::max<std::chrono::milliseconds>(opts_.call_timeout, 1000ms);
+        if (!opts_.lookup) opts_.lookup = system_host_lookup();
+        lookup_in_flight_.assign(opts_.addresses.size(), 0);
     }
 
     // ---- any thread ----
@@ -368,7 +372,7 @@ class remote_client : public std::enable_shared_from_this<remote_client> {
         if (st == link_state::backoff || st == link_state::stopped) {
             fail(std::move(c), error_code::unavailable,
                  st == link_state::stopped ? "control plane unreachable (resolver stopped)"
-                                           : "control plane unreachable");
+                                           : unreachable_reason());
             return;
         }
         if (pending_.load(std::memory_order_relaxed) > opts_.max_pending) {
@@ -419,7 +423,27 @@ class remote_client : public std::enable_shared_from_this<remote_client> {
         };
         s.resolve = fill(methods_[0]);
         s.wake = fill(methods_[1]);
+        std::lock_guard lock(status_mutex_);
+        s.address = peer_address_;
+        s.peer = peer_;
         return s;
+    }
+
+    /// Why calls fail while waiting for the next round: the last round's failures.
+    [[nodiscard]] std::string unreachable_reason() const {
+        std::lock_guard lock(status_mutex_);
+        if (last_round_errors_.empty()) return "control plane unreachable";
+        return "control plane unreachable: " + last_round_errors_;
+    }
+
+    /// The configured addresses, comma-separated (the metrics' `address` label, log lines).
+    [[nodiscard]] std::string addresses_text() const {
+        std::string out;
+        for (const auto& a : opts_.addresses) {
+            if (!out.empty()) out += ',';
+            out += a.to_string();
+        }
+        return out;
     }
 
     [[nodiscard]] bool connected() const noexcept {
@@ -472,8 +496,8 @@ class remote_client : public std::enable_shared_from_this<remote_client> {
         if (o.error->type != msgpack::type::NIL) return parse_error(*o.error);
         route r;
         if (auto problem = parse_route(*o.result, r); !problem.empty()) {
-            log_->warn("control plane at {} sent a malformed resolve result: {}",
-                       opts_.address.to_string(), problem);
+            log_->warn("control plane at {} sent a malformed resolve result: {}", peer_text(),
+                       problem);
             return resolve_error{
                 error_code::internal, "control plane sent a malformed route: " + problem, {}};
         }
@@ -496,7 +520,7 @@ class remote_client : public std::enable_shared_from_this<remote_client> {
     void submit(std::unique_ptr<call> c) {
         const auto st = state_.load(std::memory_order_relaxed);
         if (st == link_state::backoff || st == link_state::stopped) {
-            fail(std::move(c), error_code::unavailable, "control plane unreachable");
+            fail(std::move(c), error_code::unavailable, unreachable_reason());
             return;
         }
         std::uint32_t id = next_msgid_;
@@ -583,32 +607,106 @@ class remote_client : public std::enable_shared_from_this<remote_client> {
 
     // ---- connection lifecycle ----
 
+    /// Starts a round over the addresses (see "Addresses" in remote_resolver.hpp), from entry_.
     void connect() {
-        if (state_.load(std::memory_order_relaxed) == link_state::stopped || conn_) return;
+        if (state_.load(std::memory_order_relaxed) == link_state::stopped || conn_ ||
+            waiting_lookup_)
+            return;
         reconnect_timer_ = 0;
-        if (attempts_++ > 0) reconnects_.fetch_add(1, std::memory_order_relaxed);
         state_.store(link_state::connecting, std::memory_order_release);
+        round_tried_ = 0;
+        round_errors_.clear();
+        try_entry();
+    }
+
+    /// Tries opts_.addresses[entry_]: a name is looked up first (again at every attempt).
+    void try_entry() {
+        if (attempts_++ > 0) reconnects_.fetch_add(1, std::memory_order_relaxed);
+        const connect_address& a = opts_.addresses[entry_];
+        candidates_.clear();
+        candidate_ = 0;
+        if (a.type == connect_address::kind::unix_socket) {
+            open_connection();
+        } else if (const auto ip = a.numeric_host()) {
+            candidates_.push_back(*ip);
+            open_connection();
+        } else {
+            start_lookup();
+        }
+    }
+
+    void start_lookup() {
+        const std::size_t entry = entry_;
+        waiting_lookup_ = true;
+        std::weak_ptr<remote_client> w = weak_from_this();
+        lookup_timer_ =
+            loop_.start_timer(static_cast<std::uint64_t>(connect_timeout_.count()), [w, entry] {
+                auto s = w.lock();
+                if (!s || !s->waiting_lookup_ || s->entry_ != entry) return;
+                s->lookup_timer_ = 0;
+                s->waiting_lookup_ = false;
+                s->entry_failed(s->opts_.addresses[entry].to_string() + ": name lookup timed out");
+            });
+        // A lookup that timed out before may still run (a stuck DNS server): wait for that one
+        // rather than start another, so stuck lookups cannot pile up in libuv's thread pool.
+        if (lookup_in_flight_[entry]) return;
+        lookup_in_flight_[entry] = true;
+        // Last statement: `done` may run before lookup() returns.
+        opts_.lookup->lookup(loop_.loop(), opts_.addresses[entry].host,
+                             [w, entry, keep = opts_.lookup](host_lookup_result r) {
+                                 if (auto s = w.lock()) s->on_lookup(entry, std::move(r));
+                             });
+    }
+
+    void on_lookup(std::size_t entry, host_lookup_result r) {
+        lookup_in_flight_[entry] = false;
+        // An attempt that gave up on this lookup (timed out, stopped) has moved on.
+        if (state_.load(std::memory_order_relaxed) == link_state::stopped || !waiting_lookup_ ||
+            entry_ != entry)
+            return;
+        waiting_lookup_ = false;
+        if (lookup_timer_ != 0) {
+            loop_.cancel_timer(lookup_timer_);
+            lookup_timer_ = 0;
+        }
+        const connect_address& a = opts_.addresses[entry];
+        if (r.addresses.empty()) {
+            entry_failed(a.to_string() + ": cannot resolve " + a.host + ": " +
+                         (r.error.empty() ? std::string("no address") : r.error));
+            return;
+        }
+        candidates_ = std::move(r.addresses);
+        candidate_ = 0;
+        log_->debug("control plane name {} resolved to {} address(es)", a.host, candidates_.size());
+        open_connection();
+    }
+
+    /// Text of what an attempt connects to: the configured address, and the resolved one for a
+    /// name ("cp.internal:7001 (10.0.0.5:7001)").
+    [[nodiscard]] std::string target_text() const {
+        const connect_address& a = opts_.addresses[entry_];
+        if (a.type == connect_address::kind::unix_socket || a.numeric_host()) return a.to_string();
+        return a.to_string() + " (" + to_string(candidates_[candidate_], a.port) + ")";
+    }
+
+    /// Connects to the current candidate (or socket path) of entry_.
+    void open_connection() {
+        const connect_address& a = opts_.addresses[entry_];
         auto* c = new connection(shared_from_this());
         c->generation = ++generation_;
+        c->target = target_text();
         conn_ = c;
         int rc = 0;
-        if (opts_.address.type == listen_address::kind::unix_socket) {
+        if (a.type == connect_address::kind::unix_socket) {
             rc = uv_pipe_init(loop_.loop(), &c->h.pipe, 0);
             c->h.handle.data = c;
             if (rc == 0)
-                uv_pipe_connect(&c->connect_req, &c->h.pipe, opts_.address.path.c_str(),
-                                on_connect_cb);
+                uv_pipe_connect(&c->connect_req, &c->h.pipe, a.path.c_str(), on_connect_cb);
         } else {
             rc = uv_tcp_init(loop_.loop(), &c->h.tcp);
             c->h.handle.data = c;
             sockaddr_storage addr{};
-            if (rc == 0) {
-                rc = opts_.address.host.find(':') != std::string::npos
-                         ? uv_ip6_addr(opts_.address.host.c_str(), opts_.address.port,
-                                       reinterpret_cast<sockaddr_in6*>(&addr))
-                         : uv_ip4_addr(opts_.address.host.c_str(), opts_.address.port,
-                                       reinterpret_cast<sockaddr_in*>(&addr));
-            }
+            to_sockaddr(candidates_[candidate_], a.port, addr);
             if (rc == 0) uv_tcp_nodelay(&c->h.tcp, 1);
             if (rc == 0)
                 rc = uv_tcp_connect(&c->connect_req, &c->h.tcp, reinterpret_cast<sockaddr*>(&addr),
@@ -618,11 +716,9 @@ class remote_client : public std::enable_shared_from_this<remote_client> {
             if (c->h.handle.type == UV_UNKNOWN_HANDLE) {
                 // init failed: there is no handle to close.
                 conn_ = nullptr;
+                const std::string target = c->target;
                 delete c;
-                state_.store(link_state::backoff, std::memory_order_release);
-                log_attempt_failure(std::string("cannot connect: ") + uv_strerror(rc));
-                fail_all(std::string("control plane unreachable: ") + uv_strerror(rc));
-                schedule_reconnect();
+                next_candidate(target + ": cannot connect: " + uv_strerror(rc));
                 return;
             }
             drop(std::string("cannot connect: ") + uv_strerror(rc));
@@ -638,6 +734,75 @@ class remote_client : public std::enable_shared_from_this<remote_client> {
                 if (s->state_.load(std::memory_order_relaxed) == link_state::connecting)
                     s->drop("connect timed out");
             });
+    }
+
+    static void to_sockaddr(const ip_address& ip, std::uint16_t port, sockaddr_storage& out) {
+        if (ip.is_v4()) {
+            auto* v4 = reinterpret_cast<sockaddr_in*>(&out);
+            v4->sin_family = AF_INET;
+            v4->sin_port = htons(port);
+            std::memcpy(&v4->sin_addr, ip.data(), 4);
+        } else {
+            auto* v6 = reinterpret_cast<sockaddr_in6*>(&out);
+            v6->sin6_family = AF_INET6;
+            v6->sin6_port = htons(port);
+            std::memcpy(&v6->sin6_addr, ip.data(), 16);
+        }
+    }
+
+    /// The attempt on one resolved address failed: the next one the name gave, else the next
+    /// entry of the list.
+    void next_candidate(const std::string& failure) {
+        log_->debug("control plane attempt failed: {}", failure);
+        note_round_error(failure);
+        ++candidate_;
+        if (candidate_ < candidates_.size()) {
+            open_connection();
+            return;
+        }
+        entry_failed({});
+    }
+
+    /// opts_.addresses[entry_] failed (`failure` not yet noted when not empty): the next entry,
+    /// or the back-off once every entry of this round failed.
+    void entry_failed(const std::string& failure) {
+        if (!failure.empty()) {
+            log_->debug("control plane attempt failed: {}", failure);
+            note_round_error(failure);
+        }
+        ++round_tried_;
+        entry_ = (entry_ + 1) % opts_.addresses.size();
+        if (round_tried_ < opts_.addresses.size()) {
+            try_entry();
+            return;
+        }
+        round_failed();
+    }
+
+    /// Every address failed: calls fail fast until the back-off timer starts the next round,
+    /// from the first address of the list.
+    void round_failed() {
+        {
+            std::lock_guard lock(status_mutex_);
+            last_round_errors_ = round_errors_;
+        }
+        state_.store(link_state::backoff, std::memory_order_release);
+        log_attempt_failure(round_errors_);
+        fail_all("control plane unreachable: " + round_errors_);
+        entry_ = 0;
+        schedule_reconnect();
+    }
+
+    /// Keeps the round's reasons for the log line and the calls' error, bounded in size.
+    void note_round_error(const std::string& failure) {
+        constexpr std::size_t max_round_errors = 1024;
+        if (round_errors_.size() >= max_round_errors) return;
+        if (!round_errors_.empty()) round_errors_ += "; ";
+        round_errors_ += failure;
+        if (round_errors_.size() > max_round_errors) {
+            round_errors_.resize(max_round_errors);
+            round_errors_ += "...";
+        }
     }
 
     static void on_connect_cb(uv_connect_t* req, int status) noexcept {
@@ -666,8 +831,9 @@ class remote_client : public std::enable_shared_from_this<remote_client> {
         }
         c.connected_ns = now_ns();
         connections_.fetch_add(1, std::memory_order_relaxed);
+        set_peer(opts_.addresses[entry_].to_string(), c.target);
         state_.store(link_state::connected, std::memory_order_release);
-        log_->info("connected to the control plane at {}", opts_.address.to_string());
+        log_->info("connected to the control plane at {}", c.target);
         failure_logged_ = false;
         // Calls made while connecting: send them now, oldest first.
         std::vector<call*> waiting;
@@ -739,7 +905,7 @@ class remote_client : public std::enable_shared_from_this<remote_client> {
     void protocol_error(const std::string& problem) {
         protocol_errors_.fetch_add(1, std::memory_order_relaxed);
         log_->warn("malformed message from the control plane at {} ({}): resetting the connection",
-                   opts_.address.to_string(), problem);
+                   peer_text(), problem);
         drop("malformed message: " + problem);
     }
 
@@ -826,28 +992,40 @@ class remote_client : public std::enable_shared_from_this<remote_client> {
         return {};
     }
 
-    /// Closes the connection (if any), fails the calls waiting on it, schedules a reconnect.
+    /// The connection, or the attempt in progress, failed: see "Addresses" in the header for
+    /// what is tried next.
     void drop(const std::string& reason) {
-        if (state_.load(std::memory_order_relaxed) == link_state::stopped) return;
-        const bool was_connected = state_.load(std::memory_order_relaxed) == link_state::connected;
-        bool healthy = false;
-        if (conn_) {
-            // A connection that worked for a while starts the backoff over.
-            healthy = conn_->got_message ||
-                      (conn_->connected_ns != 0 && now_ns() - conn_->connected_ns >= 1'000'000'000);
+        const auto st = state_.load(std::memory_order_relaxed);
+        if (st == link_state::stopped || !conn_) return;
+        if (st != link_state::connected) {
+            const std::string target = conn_->target;
+            close_connection();
+            next_candidate(target + ": " + reason);
+            return;
         }
+        // A connection that worked for a while starts over: back-off reset, and a whole new
+        // round from the next address (the one lost is tried last). One that failed at once
+        // counts as a failed attempt of the current round, so a control plane that accepts and
+        // closes at once is retried with the back-off, not in a busy loop.
+        const bool healthy =
+            conn_->got_message ||
+            (conn_->connected_ns != 0 && now_ns() - conn_->connected_ns >= 1'000'000'000);
+        const std::string target = conn_->target;
         close_connection();
-        state_.store(link_state::backoff, std::memory_order_release);
-        if (was_connected) {
-            log_->warn("lost the control plane at {}: {}", opts_.address.to_string(), reason);
-        } else {
-            log_attempt_failure(reason);
+        set_peer({}, {});
+        state_.store(link_state::connecting, std::memory_order_release);
+        log_->warn("lost the control plane at {}: {}", target, reason);
+        fail_all("control plane connection lost: " + reason);
+        if (state_.load(std::memory_order_relaxed) == link_state::stopped) return;
+        if (healthy) {
+            backoff_ = opts_.reconnect_min;
+            round_tried_ = 0;
+            round_errors_.clear();
+            entry_ = (entry_ + 1) % opts_.addresses.size();
+            try_entry();
+            return;
         }
-        if (healthy) backoff_ = opts_.reconnect_min;
-        fail_all(
-            (was_connected ? "control plane connection lost: " : "control plane unreachable: ") +
-            reason);
-        schedule_reconnect();
+        entry_failed(target + ": connection lost: " + reason);
     }
 
     void log_attempt_failure(const std::string& reason) {
@@ -855,12 +1033,20 @@ class remote_client : public std::enable_shared_from_this<remote_client> {
         if (!failure_logged_) {
             failure_logged_ = true;
             log_->warn("control plane at {} unreachable ({}); retrying with backoff up to {} ms",
-                       opts_.address.to_string(), reason, opts_.reconnect_max.count());
+                       addresses_text(), reason, opts_.reconnect_max.count());
         } else {
-            log_->debug("control plane at {} still unreachable: {}", opts_.address.to_string(),
-                        reason);
+            log_->debug("control plane at {} still unreachable: {}", addresses_text(), reason);
         }
     }
+
+    void set_peer(std::string address, std::string peer) {
+        std::lock_guard lock(status_mutex_);
+        peer_address_ = std::move(address);
+        peer_ = std::move(peer);
+    }
+
+    /// What is connected (loop thread), for log lines.
+    [[nodiscard]] std::string peer_text() const { return conn_ ? conn_->target : std::string(); }
 
     void close_connection() {
         connection* c = conn_;
@@ -906,6 +1092,12 @@ class remote_client : public std::enable_shared_from_this<remote_client> {
             loop_.cancel_timer(reconnect_timer_);
             reconnect_timer_ = 0;
         }
+        if (lookup_timer_ != 0) {
+            loop_.cancel_timer(lookup_timer_);
+            lookup_timer_ = 0;
+        }
+        waiting_lookup_ = false;
+        set_peer({}, {});
         close_connection();
         fail_all(std::string("control plane unreachable: ") + why);
     }
@@ -925,6 +1117,12 @@ class remote_client : public std::enable_shared_from_this<remote_client> {
     std::atomic<std::uint64_t> notifications_sent_{0};
     std::atomic<std::uint64_t> notifications_dropped_{0};
     method_counters methods_[2];
+    /// Guards the three strings below (written on the loop, read by stats, metrics and calls
+    /// failed fast).
+    mutable std::mutex status_mutex_;
+    std::string peer_address_;       ///< the configured address connected to; empty when not
+    std::string peer_;               ///< target_text() of the connection
+    std::string last_round_errors_;  ///< why the last failed round failed
     /// Guards on_invalidate_ and is held while it runs (see handle_notification).
     std::recursive_mutex handler_mutex_;
     remote_resolver::invalidation_handler on_invalidate_;
@@ -937,6 +1135,15 @@ class remote_client : public std::enable_shared_from_this<remote_client> {
     std::uint64_t attempts_ = 0;
     std::uint64_t reconnect_timer_ = 0;
     bool failure_logged_ = false;
+    // The round over opts_.addresses (see "Addresses" in remote_resolver.hpp).
+    std::size_t entry_ = 0;               ///< the address tried or connected
+    std::size_t round_tried_ = 0;         ///< addresses of this round that failed
+    std::string round_errors_;            ///< their reasons, bounded (note_round_error)
+    std::vector<ip_address> candidates_;  ///< what entry_'s host stands for
+    std::size_t candidate_ = 0;           ///< the one tried or connected
+    bool waiting_lookup_ = false;         ///< the attempt waits for entry_'s lookup
+    std::uint64_t lookup_timer_ = 0;      ///< bounds that wait
+    std::vector<char> lookup_in_flight_;  ///< per address: a lookup has not returned yet
     std::uint32_t next_msgid_ = 1;
     std::unordered_map<std::uint32_t, std::unique_ptr<call>> calls_;
 };
@@ -953,6 +1160,8 @@ remote_resolver::remote_resolver(remote_resolver_options opts,
                                  std::shared_ptr<spdlog::logger> log)
     : service_(std::move(service)) {
     if (!service_) throw std::invalid_argument("remote_resolver needs a service loop");
+    if (opts.addresses.empty())
+        throw std::invalid_argument("remote_resolver needs at least one control plane address");
     if (!log)
         log = std::make_shared<spdlog::logger>("remote_resolver",
                                                std::make_shared<spdlog::sinks::null_sink_mt>());
@@ -1029,12 +1238,21 @@ const histogram& remote_resolver::call_latency(std::string_view method) const {
 void remote_resolver::render_metrics(std::string& out) const {
     namespace prom = spoa::prometheus;
     const auto s = client_->snapshot();
-    const std::string addr =
-        "address=\"" + prom::escape(client_->options().address.to_string()) + "\"";
+    const std::string addr = "address=\"" + prom::escape(client_->addresses_text()) + "\"";
     prom::header(out, "spoa_control_plane_connected",
                  "1 when the connection to the control plane is up.", "gauge");
     prom::sample(out, "spoa_control_plane_connected", addr,
                  static_cast<std::int64_t>(s.connected ? 1 : 0));
+    prom::header(out, "spoa_control_plane_peer",
+                 "1 for the address connected to (connected_to: the configured entry, peer: what "
+                 "it resolved to); no sample while disconnected.",
+                 "gauge");
+    if (s.connected && !s.address.empty()) {
+        prom::sample(out, "spoa_control_plane_peer",
+                     addr + ",connected_to=\"" + prom::escape(s.address) + "\",peer=\"" +
+                         prom::escape(s.peer) + "\"",
+                     static_cast<std::int64_t>(1));
+    }
     prom::header(out, "spoa_control_plane_connections_total",
                  "Connections established to the control plane.", "counter");
     prom::sample(out, "spoa_control_plane_connections_total", addr, s.connections);

@@ -39,10 +39,32 @@ listen_address address(const config_section& s, std::string_view key) {
     }
 }
 
+connect_address control_plane_address(const config_section& s, const YAML::Node& item) {
+    if (!item.IsScalar())
+        s.fail(item, "resolver.remote.address must be an address or a list of addresses");
+    try {
+        return connect_address::parse(item.as<std::string>());
+    } catch (const std::invalid_argument& e) {
+        s.fail(item, e.what());
+    }
+}
+
+/// One address, or a list tried in order. Only the syntax is checked here: names are looked up
+/// at each connection attempt, so a name not yet in DNS (a compose service starting) is no error.
+std::vector<connect_address> control_plane_addresses(const config_section& s) {
+    const auto node = s["address"];
+    if (!node.IsSequence()) return {control_plane_address(s, node)};
+    if (node.size() == 0) s.fail(node, "resolver.remote.address must not be an empty list");
+    std::vector<connect_address> out;
+    for (const auto& item : node)
+        out.push_back(control_plane_address(s, item));
+    return out;
+}
+
 remote_resolver_options parse_remote(const config_section& s) {
     remote_resolver_options o;
     if (!s.has("address")) s.fail("resolver.remote.address is required");
-    o.address = address(s, "address");
+    o.addresses = control_plane_addresses(s);
     o.call_timeout = s.millis("timeout_ms").value_or(o.call_timeout);
     o.reconnect_min = s.millis("reconnect_min_ms").value_or(o.reconnect_min);
     o.reconnect_max = s.millis("reconnect_max_ms").value_or(o.reconnect_max);

@@ -26,9 +26,22 @@
 /// - `invalidate` `[id]` or `[id, protocol]`: forwarded to the invalidation handler (the router
 ///   drops its cached routes). Unknown notification methods are ignored (forward compatible).
 ///
+/// Addresses (remote_resolver_options::addresses, one or more, in the configured order):
+/// - a host name is looked up (host_lookup, by default getaddrinfo on libuv's thread pool) at
+///   every attempt on it, never cached, and each address it gives is tried in turn; a lookup
+///   not answered within the connect timeout fails that entry (a lookup still running is
+///   reused by the next attempt on that name, never started twice).
+/// - a round tries the entries in order; a refused, timed-out or failed attempt moves on to the
+///   next at once. Only when every entry of the round failed do calls fail (`unavailable`), and
+///   the next round, from the first entry, waits for the back-off (below).
+/// - a lost connection: when it had worked (an answer, or up for 1 s) the back-off starts over
+///   and a new round begins at once with the next entry (the lost one comes last); when it
+///   failed at once it counts as a failed attempt of the current round.
+/// - the connect timeout (per attempt and per lookup) is max(call_timeout, 1 s).
+///
 /// Failure behaviour (every call completes exactly once, never hangs):
 /// - not connected (waiting to reconnect, or stopped): `unavailable` ("control plane
-///   unreachable") at once, on the caller's thread. While a connection attempt is in progress
+///   unreachable") at once, on the caller's thread. While a round of attempts is in progress
 ///   calls wait for it (within their timeout).
 /// - no answer within `call_timeout`: `timeout`; a late answer is ignored.
 /// - the connection drops: every call waiting on it fails with `unavailable`; reconnects follow
@@ -94,6 +107,8 @@ struct remote_resolver_stats {
     std::uint64_t protocol_errors = 0;
     std::uint64_t notifications_sent = 0;
     std::uint64_t notifications_dropped = 0;  ///< not connected, or the write queue was full
+    std::string address;  ///< the configured address connected to; empty when not connected
+    std::string peer;     ///< the same with what a name resolved to: "cp:7001 (10.0.0.5:7001)"
     remote_call_stats resolve;
     remote_call_stats wake;
 };

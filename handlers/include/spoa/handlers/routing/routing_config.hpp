@@ -5,15 +5,22 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "spoa/agent/config.hpp"
+#include "spoa/handlers/routing/connect_address.hpp"
+#include "spoa/handlers/routing/host_lookup.hpp"
 #include "spoa/handlers/routing/router.hpp"
 #include "spoa/handlers/routing/ssrf.hpp"
 
 namespace spoa::handlers::routing {
 
 struct remote_resolver_options {
-    listen_address address;  ///< host:port or unix:/path of the control plane
+    /// The control plane's addresses, tried in this order (remote_resolver.hpp, "Addresses");
+    /// never empty.
+    std::vector<connect_address> addresses;
+    /// How host names in `addresses` are looked up; null = the system's (getaddrinfo).
+    std::shared_ptr<host_lookup> lookup;
     std::chrono::milliseconds call_timeout{250};
     std::chrono::milliseconds reconnect_min{50};
     std::chrono::milliseconds reconnect_max{5000};
