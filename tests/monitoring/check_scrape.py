@@ -3,9 +3,10 @@
 
 --agent-only (label unit): spoa-agent with a routing configuration whose resolver is a chain
 (static routes, then a control plane that is not there, so the control-plane metrics are
-rendered too); GET /metrics must pass `promtool check metrics` with nothing reported, and
-every spoa_* metric named by the rules file or the dashboard (expressions, descriptions) must
-be a metric family of the scrape.
+rendered too); GET /metrics must pass `promtool check metrics` with nothing reported, every
+spoa_* metric named by the rules file or the dashboard (expressions, descriptions) must be a
+metric family of the scrape, and the README's "## Metrics" tables must list exactly the
+scrape's families, with their types.
 
 Without it (label e2e): the same agent behind HAProxy with the SHIPPED configuration plus
 haproxy/monitoring/haproxy-prometheus.cfg. A few HTTP decisions (miss, hit, forbidden) must
@@ -111,19 +112,39 @@ def scrape(port, path="/metrics"):
 
 
 def routing_config(http_routes, control_plane_port):
-    """The shipped example with a chain resolver (static, then a control plane) and the given
-    HTTP routes."""
-    with open(os.path.join(REPO, "haproxy", "routing.example.yaml")) as f:
-        text = f.read()
-    text, n = re.subn(r"(?m)^  type: static\b.*$", "  type: chain", text)
-    check(n == 1, "routing.example.yaml: resolver.type line not found")
-    text, n = re.subn(r"(?m)^  # remote:\n  #   address: .*$",
-                      f"  remote:\n    address: 127.0.0.1:{control_plane_port}", text)
-    check(n == 1, "routing.example.yaml: commented remote.address not found")
-    text, n = re.subn(r"(?ms)^routes:\n  http:\n.*?(?=^  postgres:)",
-                      "routes:\n  http:\n" + http_routes, text)
-    check(n == 1, "routing.example.yaml: routes.http not found")
-    return text
+    """A chain resolver (static routes, then a control plane at a port where nothing listens:
+    the control-plane metrics are rendered, its calls fail) with the given HTTP routes."""
+    return ("resolver:\n"
+            "  type: chain\n"
+            "  timeout_ms: 800\n"
+            "  remote:\n"
+            f"    address: 127.0.0.1:{control_plane_port}\n"
+            "ssrf:\n"
+            "  mode: allowlist\n"
+            "  allow: [127.0.0.0/8]\n"
+            "routes:\n"
+            "  http:\n" + http_routes)
+
+
+def readme_metrics():
+    """{name: type} of the rows of the README's "## Metrics" tables."""
+    with open(os.path.join(REPO, "README.md")) as f:
+        readme = f.read()
+    m = re.search(r"(?ms)^## Metrics\n(.*?)^## ", readme)
+    check(m is not None, "README.md has no '## Metrics' section")
+    return dict(re.findall(r"(?m)^\| `(spoa_\w+)` \| (\w+) \|", m.group(1)))
+
+
+def check_readme(scraped):
+    documented = readme_metrics()
+    problems = [f"{n} ({t}) is not in README's Metrics tables"
+                for n, t in sorted(scraped.items()) if n not in documented]
+    problems += [f"README documents {n}, which the scrape does not have"
+                 for n in sorted(documented) if n not in scraped]
+    problems += [f"{n}: README says {documented[n]}, the scrape {t}"
+                 for n, t in sorted(scraped.items()) if n in documented and documented[n] != t]
+    check(not problems, "; ".join(problems))
+    log(f"README documents the {len(documented)} families of the scrape")
 
 
 def check_agent_scrape(text, referenced):
@@ -148,7 +169,9 @@ def agent_only(agent_bin, tmpdir, referenced):
                              f"127.0.0.1:{listen}", admin)
         try:
             proc.wait_ready()
-            check_agent_scrape(scrape(admin), referenced)
+            text = scrape(admin)
+            check_agent_scrape(text, referenced)
+            check_readme(families(text))
         except TestFailure:
             print(proc.log_text()[-3000:])
             raise
