@@ -14,6 +14,11 @@ move the counters the cache hit ratio and the decision panels read; the agent's 
 still pass promtool; every haproxy_* metric named by the rules or the dashboard must be in
 HAProxy's own scrape; and once the agent is killed, HAProxy's exporter must show
 haproxy_backend_status{proxy="be_spoa_http",state="UP"} 0, what SpoaAgentDownInHAProxy reads.
+A real Prometheus server (Debian's `prometheus`, the package of promtool) scrapes both every
+second with spoa-alerts.yml loaded: the recording rules give the scraped hit ratio (1 hit, 2
+misses: 1/3) and a NOTIFY rate; every dashboard query is accepted and the main panels have
+data; after the kill, SpoaAgentDown and SpoaAgentDownInHAProxy are pending (their `for:` is
+longer than the test).
 
 Exit status: 0 pass, 1 fail, 77 skip (no promtool; in e2e mode, no haproxy or one built
 without the exporter).
@@ -35,6 +40,7 @@ sys.path.insert(0, os.path.join(REPO, "tests", "e2e_routing"))
 
 import harness  # noqa: E402
 from harness import Skip, TestFailure, check, log  # noqa: E402
+from urllib.parse import urlencode  # noqa: E402
 
 MONITORING = os.path.join(REPO, "haproxy", "monitoring")
 RULES = os.path.join(MONITORING, "spoa-alerts.yml")
@@ -181,6 +187,88 @@ def agent_only(agent_bin, tmpdir, referenced):
         ports.release()
 
 
+# Dashboard panels that must have data once the test's requests went through (the others may
+# rightly be empty: no errors, no cold start, no control plane call).
+PANELS_WITH_DATA = ("Agents up", "Agent backends UP in HAProxy", "Decisions / s",
+                    "Decisions by protocol and result", "Frames received and sent",
+                    "Lookups", "Hit ratio", "Agent backends UP", "HTTP responses by class")
+
+
+class PrometheusServer:
+    """Prometheus scraping the agent (job spoa-agent) and HAProxy's exporter (job haproxy)
+    every second, evaluating spoa-alerts.yml every second."""
+
+    def __init__(self, env, agent_admin_port, haproxy_port):
+        binary = shutil.which("prometheus")
+        if not binary:
+            raise Skip("no prometheus server binary (apt-get install prometheus)")
+        self.port = env.port()
+        cfg = env.path("prometheus.yml")
+        with open(cfg, "w") as f:
+            f.write("global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+                    f"rule_files: [{json.dumps(RULES)}]\n"
+                    "scrape_configs:\n"
+                    "  - job_name: spoa-agent\n"
+                    f"    static_configs: [{{targets: ['127.0.0.1:{agent_admin_port}']}}]\n"
+                    "  - job_name: haproxy\n"
+                    f"    static_configs: [{{targets: ['127.0.0.1:{haproxy_port}']}}]\n")
+        self.proc = harness.Process("prometheus", [
+            binary, f"--config.file={cfg}", f"--storage.tsdb.path={env.path('tsdb')}",
+            f"--web.listen-address=127.0.0.1:{self.port}"], env.path("prometheus.log"))
+        env.processes.append(self.proc)
+        self.wait("Prometheus ready", lambda: self._ready(), timeout=30)
+
+    def _ready(self):
+        try:
+            status, _, _ = harness.http_request("127.0.0.1", self.port, "GET", "/-/ready",
+                                                timeout=2.0)
+            return status == 200
+        except OSError:
+            return False
+
+    def query(self, expr):
+        """The instant vector or scalar of `expr`, as [(labels, float value)]; fails on an
+        error answer (a query Prometheus refuses)."""
+        status, _, body = harness.http_request(
+            "127.0.0.1", self.port, "GET", "/api/v1/query?" + urlencode({"query": expr}),
+            timeout=5.0)
+        answer = json.loads(body.decode())
+        check(status == 200 and answer.get("status") == "success",
+              f"Prometheus refused {expr!r}: {status} {answer.get('error')}")
+        data = answer["data"]
+        if data["resultType"] == "scalar":
+            return [({}, float(data["result"][1]))]
+        return [(r["metric"], float(r["value"][1])) for r in data["result"]]
+
+    def wait(self, what, cond, timeout=30, last=None):
+        deadline = time.monotonic() + timeout
+        while not cond():
+            check(self.proc.alive(), f"prometheus exited: {self.proc.log_text()[-2000:]}")
+            check(time.monotonic() < deadline,
+                  f"{what}: not within {timeout} s" + (f" ({last()})" if last else ""))
+            time.sleep(0.2)
+
+    def value(self, expr):
+        result = self.query(expr)
+        return result[0][1] if len(result) == 1 else None
+
+
+def dashboard_queries():
+    """[(panel title, expr)] with Grafana's variables replaced as for the test's jobs."""
+    with open(DASHBOARD) as f:
+        dashboard = json.load(f)
+    variables = {"$__rate_interval": "1m", "$haproxy_instance": ".*",
+                 "$haproxy_job": "haproxy", "$instance": ".*", "$job": "spoa-agent"}
+    out = []
+    for p in dashboard["panels"]:
+        for t in p.get("targets", []):
+            expr = t["expr"]
+            for k in sorted(variables, key=len, reverse=True):
+                expr = expr.replace(k, variables[k])
+            out.append((p["title"], expr))
+    return out
+
+
 def with_haproxy(env, referenced):
     import routing_env
 
@@ -197,6 +285,10 @@ def with_haproxy(env, referenced):
     stack.haproxy_environment()
     os.environ["SPOA_PROMETHEUS_BIND"] = f"127.0.0.1:{prom_port}"
     stack.start_haproxy(cfg_path=[stack.shipped_cfg(), EXPORTER_CFG])
+    prometheus = PrometheusServer(env, stack.admin_port, prom_port)
+    # Two scrapes of each at 0 before the requests: rate() then sees them.
+    prometheus.wait("two scrapes of each job", lambda: (prometheus.value(
+        'min(count_over_time(up{job=~"spoa-agent|haproxy"}[1m]))') or 0) >= 2)
 
     # A miss, then a hit for app1; a route that answers forbidden (403 from HAProxy).
     for host, want in (("app1.localhost", 200), ("app1.localhost", 200),
@@ -213,7 +305,7 @@ def with_haproxy(env, referenced):
     misses = m.get(("spoa_route_cache_misses_total", ""), 0)
     notify = m.get(("spoa_frames_received_total", 'type="NOTIFY"'), 0)
     check(ok == 2 and forbidden == 1, f"decisions ok={ok} forbidden={forbidden}, wanted 2 and 1")
-    check(hits >= 1 and misses >= 2, f"cache hits={hits} misses={misses}, wanted >=1 and >=2")
+    check(hits == 1 and misses == 2, f"cache hits={hits} misses={misses}, wanted 1 and 2")
     check(notify >= 3, f"NOTIFY frames received {notify}, wanted >= 3")
 
     hap = scrape(prom_port)
@@ -229,6 +321,34 @@ def with_haproxy(env, referenced):
                             'proxy="fe_http",code="4xx"'), 0)
     check(responses_4xx >= 1, f"fe_http 4xx responses {responses_4xx}, wanted >= 1")
 
+    # What Prometheus computes from the same counters.
+    prometheus.wait("the requests scraped", lambda: prometheus.value(
+        'sum(spoa_route_cache_misses_total{job="spoa-agent"})') == 2)
+    # The recording rules run once a second, after the scrape that saw the requests.
+    recorded = {}
+
+    def recorded_after_requests():
+        for name in ("instance:spoa_route_cache_hit_ratio:rate30m",
+                     "instance:spoa_notify_frames:rate5m", "instance:spoa_spoe_failures:rate5m"):
+            recorded[name] = prometheus.value(name)
+        ratio = recorded["instance:spoa_route_cache_hit_ratio:rate30m"]
+        return ratio is not None and abs(ratio - 1 / 3) < 1e-6
+
+    prometheus.wait("recorded hit ratio 1/3", recorded_after_requests, timeout=15,
+                    last=lambda: f"recorded: {recorded}")
+    check((recorded["instance:spoa_notify_frames:rate5m"] or 0) > 0,
+          f"recorded: {recorded}, wanted a NOTIFY rate above 0")
+    check(recorded["instance:spoa_spoe_failures:rate5m"] == 0,
+          f"recorded: {recorded}, wanted 0 SPOP failures per second")
+    empty = set()
+    for title, expr in dashboard_queries():
+        if not prometheus.query(expr):
+            empty.add(title)
+    check(not empty & set(PANELS_WITH_DATA),
+          f"dashboard panels without data: {sorted(empty & set(PANELS_WITH_DATA))}")
+    log(f"Prometheus: hit ratio 1/3, every dashboard query accepted; empty panels (no such "
+        f"events in this test): {sorted(empty)}")
+
     # The agent gone: HAProxy's checks (shipped: fastinter 500ms, fall 2) mark it DOWN.
     stack.agent.kill()
     deadline = time.monotonic() + 15
@@ -240,6 +360,11 @@ def with_haproxy(env, referenced):
               f"haproxy_backend_status{{{up}}} still {value} 15 s after the agent was killed")
         time.sleep(0.1)
     log("HAProxy's exporter shows be_spoa_http DOWN after the agent was killed")
+    for alert, labels in (("SpoaAgentDown", ""), ("SpoaAgentDownInHAProxy",
+                                                   ',proxy="be_spoa_http"')):
+        prometheus.wait(f"{alert} pending", lambda: prometheus.query(
+            f'ALERTS{{alertname="{alert}",alertstate="pending"{labels}}}'))
+    log("Prometheus: SpoaAgentDown and SpoaAgentDownInHAProxy pending after the kill")
 
 
 def main():
