@@ -1,7 +1,7 @@
 # Debian packages, built with `cpack -G DEB` from a Release build:
-#   spoa-agent   the spoa-agent binary, its systemd unit, /etc/spoa/routing.yaml and
-#                /etc/default/spoa-agent (conffiles), the spoa system account, and the HAProxy
-#                configurations and reference control plane as examples;
+#   spoa-agent   the spoa-agent binary and the operator's client spoa-cli, its systemd unit,
+#                /etc/spoa/routing.yaml and /etc/default/spoa-agent (conffiles), the spoa system
+#                account, and the HAProxy configurations and reference control plane as examples;
 #   libspoa-dev  headers, static libraries and the CMake package for find_package(spoa).
 # Install components: `agent` (the binary and everything below) and `dev` (the install() rules
 # of protocol/, agent/, handlers/ and the package configuration).
@@ -19,6 +19,10 @@ install(FILES ${spoa_systemd_dir}/spoa-agent.default DESTINATION /etc/default RE
 install(FILES haproxy/routing.example.yaml DESTINATION /etc/spoa RENAME routing.yaml
         COMPONENT agent EXCLUDE_FROM_ALL)
 
+# spoa-cli is defined with the agent (SPOA_BUILD_AGENT); operators get it with the agent.
+if(TARGET spoa-cli)
+    install(TARGETS spoa-cli RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR} COMPONENT agent)
+endif()
 install(FILES README.md DESTINATION ${spoa_agent_docdir} COMPONENT agent)
 install(FILES haproxy/README.md DESTINATION ${spoa_agent_docdir} RENAME README.haproxy.md
         COMPONENT agent)
@@ -63,7 +67,9 @@ set(CPACK_COMPONENT_AGENT_DESCRIPTION
     "spoa-agent, the routing agent: it answers HAProxy's Stream Processing
 Offload Engine over SPOP 2.0 and maps an HTTP Host, a PostgreSQL database,
 a TLS SNI or a destination port to a backend endpoint, with a shared cache,
-SSRF checks and metrics. Runs as spoa-agent.service under the spoa account.")
+SSRF checks and metrics. Runs as spoa-agent.service under the spoa account.
+spoa-cli talks SPOP to an agent as HAProxy does: typed NOTIFYs, the
+handshake, quick load checks, and replays of spoa-agent --record files.")
 # dpkg keeps an administrator's changes to these files across upgrades.
 file(WRITE ${CMAKE_CURRENT_BINARY_DIR}/deb-agent/conffiles
      "/etc/default/spoa-agent\n/etc/spoa/routing.yaml\n")

@@ -86,7 +86,7 @@ has_not() {  # has_not DEB PATH-REGEX: no file may match
     if paths "$1" | grep -Ex "$2"; then fail "$(basename "$1") should not hold '$2'"; fi
 }
 examples=usr/share/doc/spoa-agent/examples
-has "$debs/$agent_deb" usr/bin/spoa-agent lib/systemd/system/spoa-agent.service \
+has "$debs/$agent_deb" usr/bin/spoa-agent usr/bin/spoa-cli lib/systemd/system/spoa-agent.service \
     etc/spoa/routing.yaml etc/default/spoa-agent usr/share/doc/spoa-agent/copyright \
     "$examples/haproxy/2.6/haproxy.cfg" "$examples/haproxy/2.6/spoe-routing.conf" \
     "$examples/haproxy/3.x/haproxy.cfg" "$examples/haproxy/3.x/spoe-routing.conf" \
