@@ -17,8 +17,8 @@ haproxy_backend_status{proxy="be_spoa_http",state="UP"} 0, what SpoaAgentDownInH
 A real Prometheus server (Debian's `prometheus`, the package of promtool) scrapes both every
 second with spoa-alerts.yml loaded: the recording rules give the scraped hit ratio (1 hit, 2
 misses: 1/3) and a NOTIFY rate; every dashboard query is accepted and the main panels have
-data; after the kill, SpoaAgentDown and SpoaAgentDownInHAProxy are pending (their `for:` is
-longer than the test).
+data; no alert is active; after the kill, SpoaAgentDown and SpoaAgentDownInHAProxy are
+pending (their `for:` is longer than the test).
 
 Exit status: 0 pass, 1 fail, 77 skip (no promtool; in e2e mode, no haproxy or one built
 without the exporter).
@@ -348,6 +348,11 @@ def with_haproxy(env, referenced):
           f"dashboard panels without data: {sorted(empty & set(PANELS_WITH_DATA))}")
     log(f"Prometheus: hit ratio 1/3, every dashboard query accepted; empty panels (no such "
         f"events in this test): {sorted(empty)}")
+
+    # All is well: no alert may be pending or firing (else the pending alerts awaited below
+    # would prove nothing).
+    active = [m.get("alertname") for m, _ in prometheus.query("ALERTS")]
+    check(not active, f"alerts active while the agent and HAProxy are up: {active}")
 
     # The agent gone: HAProxy's checks (shipped: fastinter 500ms, fall 2) mark it DOWN.
     stack.agent.kill()
