@@ -27,6 +27,7 @@ struct raw_options {
     std::vector<std::string> words;
     std::uint64_t repeat = 1;
     unsigned concurrency = 1;
+    bool load = false;  ///< --repeat or --concurrency given: numbers instead of the actions
     std::string record_file;
     std::vector<std::string> ignore = {"decision_us", "wait_ms"};
     bool compare_all = false;
@@ -50,7 +51,7 @@ connection_options connection_of(const raw_options& o) {
 exit_code run_notify_or_load(const raw_options& o) {
     const connection_options conn = connection_of(o);
     const auto messages = parse_messages(o.words);
-    if (o.repeat <= 1 && o.concurrency <= 1) return run_notify(conn, messages, o.json, std::cout);
+    if (!o.load) return run_notify(conn, messages, o.json, std::cout);
     if (o.concurrency > o.repeat) throw std::invalid_argument("--concurrency exceeds --repeat");
     spoa::protocol::byte_buffer payload;
     encode_messages(payload, messages);
@@ -118,6 +119,7 @@ int main(int argc, char** argv) {
     try {
         app.parse(argc, argv);
         exit_code rc = exit_code::ok;
+        o.load = notify->count("--repeat") + notify->count("--concurrency") > 0;
         if (*notify) rc = run_notify_or_load(o);
         if (*hello) rc = run_hello(connection_of(o), o.json, std::cout);
         if (*replay) rc = run_replay_command(o);
