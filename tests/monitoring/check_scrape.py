@@ -341,7 +341,10 @@ def with_haproxy(env, referenced):
     check(recorded["instance:spoa_spoe_failures:rate5m"] == 0,
           f"recorded: {recorded}, wanted 0 SPOP failures per second")
     empty = set()
-    for title, expr in dashboard_queries():
+    queries = dashboard_queries()
+    unknown = set(PANELS_WITH_DATA) - {title for title, _ in queries}
+    check(not unknown, f"PANELS_WITH_DATA names panels the dashboard lacks: {sorted(unknown)}")
+    for title, expr in queries:
         if not prometheus.query(expr):
             empty.add(title)
     check(not empty & set(PANELS_WITH_DATA),
