@@ -788,4 +788,53 @@ TEST_CASE("resource activity: concurrent claims with skewed clocks report once p
     CHECK(reports.load() == 1);
 }
 
+TEST_CASE("route cache: inspect and entries read without counting or changing", "[cache]") {
+    route_cache c(opts(1000ms, 500ms));
+    CHECK_FALSE(c.inspect("http:a").has_value());
+    fill(c, "http:b", make_route(81));
+    test_clock.advance(100ms);
+    fill(c, "http:a", make_route(80));
+    fill(c, "http:nobody", nullptr, make_error(error_code::not_found));
+    auto w = waiter();
+    REQUIRE(c.lookup("http:flying", w).status == status::leader);  // in flight, not cached
+    const auto before = c.stats();
+
+    const auto a = c.inspect("http:a");
+    REQUIRE(a.has_value());
+    CHECK(a->cached);
+    CHECK_FALSE(a->in_flight);
+    REQUIRE(a->route != nullptr);
+    CHECK(a->route->endpoints.front().port == 80);
+    CHECK(a->expires_ms - a->stored_ms == 1000);
+    CHECK(a->stored_ms == c.now_ms());
+    const auto negative = c.inspect("http:nobody");
+    REQUIRE(negative.has_value());
+    CHECK(negative->route == nullptr);
+    CHECK(negative->error->code == error_code::not_found);
+    CHECK(negative->expires_ms - negative->stored_ms == 500);
+    const auto flying = c.inspect("http:flying");
+    REQUIRE(flying.has_value());
+    CHECK_FALSE(flying->cached);
+    CHECK(flying->in_flight);
+
+    std::size_t total = 0;
+    auto page = c.entries(0, 2, total);
+    CHECK(total == 3);  // the flight is not a cached entry
+    REQUIRE(page.size() == 2);
+    CHECK(page[0].key == "http:a");  // sorted by key
+    CHECK(page[1].key == "http:b");
+    page = c.entries(2, 2, total);
+    REQUIRE(page.size() == 1);
+    CHECK(page[0].key == "http:nobody");
+    CHECK(c.entries(3, 2, total).empty());
+
+    const auto after = c.stats();
+    CHECK(after.hits == before.hits);
+    CHECK(after.negative_hits == before.negative_hits);
+    CHECK(after.misses == before.misses);
+    CHECK(after.entries == before.entries);
+    for (auto& x : c.complete("http:flying", nullptr, make_error(error_code::internal)))
+        x->complete(nullptr, nullptr);
+}
+
 }  // namespace spoa::handlers::routing

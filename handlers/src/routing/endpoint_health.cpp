@@ -37,11 +37,28 @@ endpoint_health::~endpoint_health() {
     stopping_ = true;
 }
 
-std::shared_ptr<endpoint_state> endpoint_health::state_of(const ip_address& ip,
-                                                          std::uint16_t port) {
+namespace {
+
+std::string state_key(const ip_address& ip, std::uint16_t port) {
     std::string key(reinterpret_cast<const char*>(ip.data()), ip.size());
     key.push_back(static_cast<char>(port >> 8));
     key.push_back(static_cast<char>(port & 0xFF));
+    return key;
+}
+
+}  // namespace
+
+std::shared_ptr<endpoint_state> endpoint_health::find(const ip_address& ip,
+                                                      std::uint16_t port) const {
+    const std::string key = state_key(ip, port);
+    std::lock_guard lock(mutex_);
+    const auto it = states_.find(key);
+    return it == states_.end() ? nullptr : it->second;
+}
+
+std::shared_ptr<endpoint_state> endpoint_health::state_of(const ip_address& ip,
+                                                          std::uint16_t port) {
+    const std::string key = state_key(ip, port);
     std::lock_guard lock(mutex_);
     if (states_.size() >= prune_at_) prune_unused();
     auto& slot = states_[key];

@@ -53,4 +53,11 @@ std::string normalize_host(std::string_view host) {
     return std::string(normalize_host(host, buf.data(), buf.size()));
 }
 
+bool path_has_prefix(std::string_view path, std::string_view prefix) noexcept {
+    if (!path.starts_with(prefix)) return false;
+    if (path.size() == prefix.size() || prefix.ends_with('/')) return true;
+    const char next = path[prefix.size()];
+    return next == '/' || next == '?' || next == '#';
+}
+
 }  // namespace spoa::handlers::routing

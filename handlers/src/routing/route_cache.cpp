@@ -1,6 +1,9 @@
 #include "spoa/handlers/routing/route_cache.hpp"
 
+#include <algorithm>
 #include <cstring>
+#include <iterator>
+#include <optional>
 #include <random>
 
 namespace spoa::handlers::routing {
@@ -218,6 +221,7 @@ std::vector<std::unique_ptr<cache_waiter>> route_cache::complete(
     make_room(s, now);
     sl.route = std::move(route);
     sl.error = std::move(error);
+    sl.stored_ms = now;
     sl.expires_ms = now + static_cast<std::uint64_t>(ttl.count());
     sl.cached = true;
     s.fifo.emplace_back(key);
@@ -239,6 +243,7 @@ void route_cache::store(std::string_view key, std::shared_ptr<const checked_rout
     make_room(s, now);
     sl.route = std::move(route);
     sl.error.reset();
+    sl.stored_ms = now;
     sl.expires_ms = now + static_cast<std::uint64_t>(ttl.count());
     sl.cached = true;
     s.fifo.emplace_back(key);
@@ -297,6 +302,42 @@ void route_cache::clear() {
             }
         }
     }
+}
+
+std::optional<cache_entry> route_cache::inspect(std::string_view key) const {
+    const shard& s = shards_[hash_(key) % shard_count];
+    std::lock_guard lock(s.mutex);
+    const auto it = s.map.find(key);
+    if (it == s.map.end()) return std::nullopt;
+    const slot& sl = it->second;
+    return cache_entry{std::string(key),
+                       sl.cached ? sl.route : nullptr,
+                       sl.cached ? sl.error : nullptr,
+                       sl.stored_ms,
+                       sl.expires_ms,
+                       sl.cached,
+                       !sl.waiters.empty()};
+}
+
+std::vector<cache_entry> route_cache::entries(std::size_t offset, std::size_t limit,
+                                              std::size_t& total) const {
+    std::vector<cache_entry> all;
+    for (const shard& s : shards_) {
+        std::lock_guard lock(s.mutex);
+        for (const auto& [key, sl] : s.map) {
+            if (sl.cached)
+                all.push_back({key, sl.route, sl.error, sl.stored_ms, sl.expires_ms, true,
+                               !sl.waiters.empty()});
+        }
+    }
+    total = all.size();
+    std::sort(all.begin(), all.end(),
+              [](const cache_entry& a, const cache_entry& b) { return a.key < b.key; });
+    if (offset >= all.size()) return {};
+    const auto first = all.begin() + static_cast<std::ptrdiff_t>(offset);
+    const auto last =
+        all.begin() + static_cast<std::ptrdiff_t>(std::min(all.size(), offset + limit));
+    return {std::make_move_iterator(first), std::make_move_iterator(last)};
 }
 
 cache_stats route_cache::stats() const {

@@ -2,9 +2,14 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <array>
+#include <charconv>
 #include <cstring>
 
+#include "route_explainer.hpp"
+#include "spoa/agent/json.hpp"
+#include "spoa/agent/log_event.hpp"
 #include "spoa/handlers/routing/contract.hpp"
 #include "spoa/handlers/routing/postgres_sqlstate.hpp"
 #include "spoa/handlers/routing/postgres_startup.hpp"
@@ -35,16 +40,21 @@ struct key_buffer {
     [[nodiscard]] std::string_view view() const noexcept { return {data, size}; }
 };
 
-/// "/api" covers "/api", "/api/..." and "/api?...", not "/apiary": prefixes end on a segment
-/// boundary (a prefix ending in "/" already does).
-bool path_has_prefix(std::string_view path, std::string_view prefix) noexcept {
-    if (!path.starts_with(prefix)) return false;
-    if (path.size() == prefix.size() || prefix.ends_with('/')) return true;
-    const char next = path[prefix.size()];
-    return next == '/' || next == '?' || next == '#';
+/// When the agent started on the frame (read once by the worker), else now.
+std::string_view message_name(app_protocol p) noexcept {
+    switch (p) {
+        case app_protocol::http:
+            return contract::message::http;
+        case app_protocol::postgres:
+            return contract::message::postgres;
+        case app_protocol::tcp:
+            return contract::message::tcp;
+        case app_protocol::tls:
+            return contract::message::tls;
+    }
+    return contract::message::http;
 }
 
-/// When the agent started on the frame (read once by the worker), else now.
 std::uint64_t started_of(const message& m) noexcept {
     return m.received_ns() != 0 ? m.received_ns() : now_ns();
 }
@@ -91,6 +101,7 @@ struct router::request final : cache_waiter {
           id(d.id),
           path(d.path),
           started_ns(d.started_ns),
+          connection(d.connection),
           ctx(std::move(c)) {}
 
     void complete(const std::shared_ptr<const checked_route>& route,
@@ -100,7 +111,7 @@ struct router::request final : cache_waiter {
 
     void answer_as(const std::shared_ptr<const checked_route>& route,
                    const std::shared_ptr<const resolve_error>& error, cache_label label) {
-        const decision d{proto, id, path, started_ns};
+        const decision d{proto, id, path, started_ns, connection};
         if (owner.must_wake(route, error)) {
             owner.hold_for_cold_start(std::move(reply), d, route, label, *ctx);
             return;
@@ -115,6 +126,7 @@ struct router::request final : cache_waiter {
     std::string id;
     std::string path;
     std::uint64_t started_ns;
+    std::uint64_t connection;
     std::shared_ptr<const resolve_context> ctx;
 };
 
@@ -127,14 +139,15 @@ struct router::cold_request final : cold_waiter {
           id(d.id),
           path(d.path),
           started_ns(d.started_ns),
+          connection(d.connection),
           label(l) {}
 
     void finish(const std::shared_ptr<const checked_route>& route,
                 const std::shared_ptr<const resolve_error>& error, std::uint64_t waited_ms,
                 bool woken) override {
         // The wait is reported either way; the decision is "cold" only if a wake was needed.
-        owner.answer(reply, decision{proto, id, path, started_ns}, route, error, label, waited_ms,
-                     woken);
+        owner.answer(reply, decision{proto, id, path, started_ns, connection}, route, error, label,
+                     waited_ms, woken);
         reply.done();
     }
 
@@ -144,6 +157,7 @@ struct router::cold_request final : cold_waiter {
     std::string id;
     std::string path;
     std::uint64_t started_ns;
+    std::uint64_t connection;
     cache_label label;
 };
 
@@ -158,7 +172,10 @@ router::router(std::shared_ptr<resolver> r, ssrf_policy policy, router_options o
       cache_(opts_.cache),
       cold_(std::make_unique<cold_starter>(*service_, *resolver_, checker_, cache_,
                                            opts_.cold_start, log_)),
-      activity_(opts_.activity_max_entries) {
+      activity_(opts_.activity_max_entries),
+      explainer_(std::make_unique<route_explainer>(*resolver_, *service_, cache_, *health_,
+                                                   checker_.policy(), opts_,
+                                                   opts_.cold_start.enabled)) {
     if (!log_) log_ = spdlog::default_logger();
     for (std::size_t l = 0; l < contract::cache_label_count; ++l) {
         for (std::size_t k = 0; k < contract::decision_kind_count; ++k) {
@@ -199,6 +216,8 @@ void router::attach(agent& a) {
         const std::size_t n = invalidate(id->second, p);
         return admin_response{200, "text/plain", "invalidated " + std::to_string(n) + "\n"};
     });
+    a.admin_route("GET", "/explain", [this](const admin_request& req) { return explain(req); });
+    a.admin_route("GET", "/routes", [this](const admin_request& req) { return list_routes(req); });
     a.admin_route("GET", "/resources", [this](const admin_request&) {
         std::string body = "protocol id decisions last_seen_ms_ago\n";
         const std::uint64_t now = steady_ms();
@@ -215,6 +234,71 @@ void router::attach(agent& a) {
         "spoa_route_resolve_seconds", "Resolver call plus endpoint validation, per cache miss.",
         latency_buckets_seconds());
     a.metrics().add_collector([this](std::string& out) { render_metrics(out); });
+}
+
+admin_response router::explain(const admin_request& req) const {
+    const auto arg = [&req](const char* name) -> std::string {
+        const auto it = req.query.find(name);
+        return it == req.query.end() ? std::string() : it->second;
+    };
+    const std::string proto_text = arg("protocol").empty() ? "http" : arg("protocol");
+    const auto proto = parse_app_protocol(proto_text);
+    const std::string id = arg("id");
+    if (!proto || id.empty()) {
+        return {400, "text/plain",
+                "usage: GET /explain?id=<id>[&protocol=http|postgres|tcp|tls][&path=/p]\n"};
+    }
+    try {
+        return {200, "application/json", explainer_->explain(*proto, id, arg("path"))};
+    } catch (const std::invalid_argument& e) {
+        return {400, "text/plain", std::string("cannot explain '") + id + "': " + e.what() + "\n"};
+    }
+}
+
+admin_response router::list_routes(const admin_request& req) const {
+    const auto number = [&req](const char* name, std::size_t fallback) {
+        const auto it = req.query.find(name);
+        if (it == req.query.end()) return fallback;
+        std::size_t v = 0;
+        const auto* end = it->second.data() + it->second.size();
+        const auto r = std::from_chars(it->second.data(), end, v);
+        return r.ec == std::errc{} && r.ptr == end ? v : fallback;
+    };
+    constexpr std::size_t max_limit = 1000;
+    const std::size_t offset = number("offset", 0);
+    const std::size_t limit = std::min(number("limit", 100), max_limit);
+    std::size_t total = 0;
+    const auto entries = cache_.entries(offset, limit, total);
+    const std::uint64_t now = cache_.now_ms();
+    std::string out;
+    json_writer w(out);
+    w.begin_object()
+        .member("total", static_cast<std::uint64_t>(total))
+        .member("offset", static_cast<std::uint64_t>(offset))
+        .member("limit", static_cast<std::uint64_t>(limit));
+    if (offset + entries.size() < total)
+        w.member("next", "/routes?offset=" + std::to_string(offset + entries.size()) +
+                             "&limit=" + std::to_string(limit));
+    w.key("routes").begin_array();
+    for (const auto& e : entries) {
+        const auto colon = e.key.find(':');
+        w.begin_object()
+            .member("protocol", std::string_view(e.key).substr(0, colon))
+            .member("id", std::string_view(e.key).substr(colon + 1))
+            .member("expires_in_ms", e.expires_ms > now ? e.expires_ms - now : std::uint64_t{0});
+        if (e.route) {
+            w.member("backend_state", to_string(e.route->state)).key("endpoints").begin_array();
+            for (const auto& ep : e.route->endpoints)
+                w.value(endpoint{ep.address.to_string(), ep.port}.to_string());
+            w.end_array();
+        } else if (e.error) {
+            w.member("refusal", to_string(e.error->code)).member("reason", e.error->reason);
+        }
+        w.end_object();
+    }
+    w.end_array().end_object();
+    out.push_back('\n');
+    return {200, "application/json", out};
 }
 
 std::size_t router::invalidate(std::string_view raw_id, std::optional<app_protocol> p) {
@@ -237,17 +321,18 @@ std::size_t router::invalidate(std::string_view raw_id, std::optional<app_protoc
 
 void router::handle_http(const message& m, reply& reply) {
     const std::uint64_t started = started_of(m);
+    const std::uint64_t conn = m.origin().connection_id;
     char buf[256];
     const std::string_view host =
         normalize_host(m.try_string(contract::arg::host).value_or(""), buf, sizeof buf);
     if (host.empty()) {
         bad_requests_.fetch_add(1, std::memory_order_relaxed);
-        answer_refusal(reply, app_protocol::http, "", 400, "missing or oversized Host header",
-                       cache_label::none, started);
+        answer_refusal(reply, decision{app_protocol::http, {}, {}, started, conn}, 400,
+                       "missing or oversized Host header", cache_label::none);
         return;
     }
     const std::string_view path = m.try_string(contract::arg::path).value_or("/");
-    decide({app_protocol::http, host, path, started}, reply, [&] {
+    decide({app_protocol::http, host, path, started, conn}, reply, [&] {
         resolve_context ctx;
         ctx.proto = app_protocol::http;
         ctx.path = std::string(path);
@@ -258,6 +343,7 @@ void router::handle_http(const message& m, reply& reply) {
 
 void router::handle_postgres(const message& m, reply& reply) {
     const std::uint64_t started = started_of(m);
+    const std::uint64_t conn = m.origin().connection_id;
     const auto startup = parse_postgres_startup(m.try_bytes(contract::arg::startup).value_or(""));
     char sni_buf[256];
     const std::string_view sni =
@@ -295,24 +381,24 @@ void router::handle_postgres(const message& m, reply& reply) {
                 id = policy.route;
                 break;
             }
-            answer_before_startup(reply, startup.type, policy.what, started);
+            answer_before_startup(reply, startup.type, policy.what, started, conn);
             return;
         }
         case kind::invalid:
             bad_requests_.fetch_add(1, std::memory_order_relaxed);
-            answer_refusal(reply, app_protocol::postgres, "", 400,
+            answer_refusal(reply, decision{app_protocol::postgres, {}, {}, started, conn}, 400,
                            std::string("invalid PostgreSQL startup packet: ") + startup.error,
-                           cache_label::none, started);
+                           cache_label::none);
             return;
     }
     if (id.empty()) {
         bad_requests_.fetch_add(1, std::memory_order_relaxed);
-        answer_refusal(reply, app_protocol::postgres, "", 400,
+        answer_refusal(reply, decision{app_protocol::postgres, {}, {}, started, conn}, 400,
                        "no resource id in the startup packet (see postgres.resource_from)",
-                       cache_label::none, started);
+                       cache_label::none);
         return;
     }
-    decide({app_protocol::postgres, id, {}, started}, reply, [&] {
+    decide({app_protocol::postgres, id, {}, started, conn}, reply, [&] {
         resolve_context ctx;
         ctx.proto = app_protocol::postgres;
         ctx.source = m.try_ip(contract::arg::src);
@@ -334,7 +420,8 @@ void router::handle_postgres(const message& m, reply& reply) {
 }
 
 void router::answer_before_startup(reply& reply, postgres_startup::kind packet,
-                                   postgres_policy::action what, std::uint64_t started) const {
+                                   postgres_policy::action what, std::uint64_t started,
+                                   std::uint64_t conn) const {
     using kind = postgres_startup::kind;
     // A CancelRequest has no plaintext to go on with: only a route lets it through.
     if (what == postgres_policy::action::plaintext && packet != kind::cancel_request) {
@@ -348,11 +435,13 @@ void router::answer_before_startup(reply& reply, postgres_startup::kind packet,
         packet == kind::ssl_request   ? "SSLRequest refused (postgres.ssl_request: reject)"
         : packet == kind::gss_request ? "GSSENCRequest refused (postgres.gssenc_request: reject)"
                                       : "CancelRequest refused (postgres.cancel_request: reject)";
-    answer_refusal(reply, app_protocol::postgres, "", 403, reason, cache_label::none, started);
+    answer_refusal(reply, decision{app_protocol::postgres, {}, {}, started, conn}, 403, reason,
+                   cache_label::none);
 }
 
 void router::handle_tcp(const message& m, reply& reply) {
     const std::uint64_t started = started_of(m);
+    const std::uint64_t conn = m.origin().connection_id;
     const std::string_view service = m.try_string(contract::arg::service).value_or("tcp");
     const auto src = m.try_ip(contract::arg::src);
     const auto dst = m.try_ip(contract::arg::dst);
@@ -384,13 +473,13 @@ void router::handle_tcp(const message& m, reply& reply) {
     }
     if (value.empty()) {
         bad_requests_.fetch_add(1, std::memory_order_relaxed);
-        answer_refusal(reply, app_protocol::tcp, "", 400,
+        answer_refusal(reply, decision{app_protocol::tcp, {}, {}, started, conn}, 400,
                        "the connection carries no value for the service's routing key",
-                       cache_label::none, started);
+                       cache_label::none);
         return;
     }
     const std::string id = std::string(service) + ":" + value;
-    decide({app_protocol::tcp, id, {}, started}, reply, [&] {
+    decide({app_protocol::tcp, id, {}, started, conn}, reply, [&] {
         resolve_context ctx;
         ctx.proto = app_protocol::tcp;
         ctx.service = std::string(service);
@@ -403,16 +492,17 @@ void router::handle_tcp(const message& m, reply& reply) {
 
 void router::handle_tls(const message& m, reply& reply) {
     const std::uint64_t started = started_of(m);
+    const std::uint64_t conn = m.origin().connection_id;
     char buf[256];
     const std::string_view sni =
         normalize_host(m.try_string(contract::arg::sni).value_or(""), buf, sizeof buf);
     if (sni.empty()) {
         bad_requests_.fetch_add(1, std::memory_order_relaxed);
-        answer_refusal(reply, app_protocol::tls, "", 400, "TLS ClientHello without SNI",
-                       cache_label::none, started);
+        answer_refusal(reply, decision{app_protocol::tls, {}, {}, started, conn}, 400,
+                       "TLS ClientHello without SNI", cache_label::none);
         return;
     }
-    decide({app_protocol::tls, sni, {}, started}, reply, [&] {
+    decide({app_protocol::tls, sni, {}, started, conn}, reply, [&] {
         resolve_context ctx;
         ctx.proto = app_protocol::tls;
         ctx.service = std::string(m.try_string(contract::arg::service).value_or("tls"));
@@ -434,8 +524,8 @@ void router::decide(const decision& d, reply& reply, MakeContext&& make_ctx) {
     key_buffer key;
     if (!key.build(d.proto, d.id)) {
         bad_requests_.fetch_add(1, std::memory_order_relaxed);
-        answer_refusal(reply, d.proto, "", 400, "resource id too long", cache_label::none,
-                       d.started_ns);
+        answer_refusal(reply, decision{d.proto, {}, {}, d.started_ns, d.connection}, 400,
+                       "resource id too long", cache_label::none);
         return;
     }
     // Hits are answered right here, on the loop thread, without allocating.
@@ -584,18 +674,18 @@ void router::finish_resolve(const std::string& key, std::shared_ptr<const checke
 
 // ---- answers -----------------------------------------------------------------------------------
 
-void router::answer_refusal(reply& r, app_protocol proto, std::string_view id, int status,
-                            std::string_view reason, cache_label label,
-                            std::uint64_t started_ns) const {
+void router::answer_refusal(reply& r, const decision& d, int status, std::string_view reason,
+                            cache_label label) const {
     r.set_int(var_scope::txn, contract::var::status, status);
     r.set_string(var_scope::txn, contract::var::reason, reason);
-    if (proto == app_protocol::postgres) {
+    if (d.proto == app_protocol::postgres) {
         const bool role = opts_.postgres.resource_from == postgres_options::source::user;
         r.set_string(var_scope::txn, contract::var::sqlstate, postgres_sqlstate(status, role));
     }
-    if (!id.empty()) r.set_string(var_scope::txn, contract::var::resource, id);
+    if (!d.id.empty()) r.set_string(var_scope::txn, contract::var::resource, d.id);
     r.set_string(var_scope::txn, contract::var::cache, to_string(label));
-    set_decision_time(r, started_ns);
+    set_decision_time(r, d.started_ns);
+    if (log_->should_log(spdlog::level::debug)) log_refusal(d, status, reason, label);
 }
 
 bool router::must_wake(const std::shared_ptr<const checked_route>& route,
@@ -627,8 +717,7 @@ void router::answer(reply& r, const decision& req,
     if (error) {
         decisions_err_[proto_index][static_cast<std::size_t>(error->code)].fetch_add(
             1, std::memory_order_relaxed);
-        answer_refusal(r, req.proto, req.id, http_status(error->code), error->reason, label,
-                       req.started_ns);
+        answer_refusal(r, req, http_status(error->code), error->reason, label);
         return;
     }
     const std::vector<checked_endpoint>* eps = &route->endpoints;
@@ -644,7 +733,7 @@ void router::answer(reply& r, const decision& req,
     const auto refuse = [&](std::string reason) {
         decisions_err_[proto_index][static_cast<std::size_t>(error_code::unavailable)].fetch_add(
             1, std::memory_order_relaxed);
-        answer_refusal(r, req.proto, req.id, 503, reason, label, req.started_ns);
+        answer_refusal(r, req, 503, reason, label);
     };
     if (route->state != backend_state::ready) {
         refuse("backend is " + std::string(to_string(route->state)) + " (cold starts are off)");
@@ -704,11 +793,37 @@ void router::answer(reply& r, const decision& req,
                                                            : decision_kind::warm;
     r.append_encoded(
         label_kind_actions_[static_cast<std::size_t>(label)][static_cast<std::size_t>(kind)], 2);
+    if (log_->should_log(spdlog::level::debug)) log_decision(req, *chosen, label, kind);
     // A hit answered during the frame's dispatch has no decision time worth a clock read (it
     // is under a microsecond; spoa_handler_latency_seconds has it): decision_us is only set
     // on answers that waited for something.
     if (!in_call) set_decision_time(r, req.started_ns);
     note_activity(req, *route, now_ms);
+}
+
+void router::log_decision(const decision& d, const checked_endpoint& chosen, cache_label label,
+                          decision_kind kind) const {
+    const std::string where = endpoint{chosen.address.to_string(), chosen.port}.to_string();
+    log_event(*log_, spdlog::level::debug, "decision",
+              {{"connection", d.connection},
+               {"spoe_message", message_name(d.proto)},
+               {"resource", d.id},
+               {"cache", to_string(label)},
+               {"kind", to_string(kind)},
+               {"endpoint", where},
+               {"latency_us", (now_ns() - d.started_ns) / 1000}});
+}
+
+void router::log_refusal(const decision& d, int status, std::string_view reason,
+                         cache_label label) const {
+    log_event(*log_, spdlog::level::debug, "refusal",
+              {{"connection", d.connection},
+               {"spoe_message", message_name(d.proto)},
+               {"resource", d.id},
+               {"cache", to_string(label)},
+               {"status", status},
+               {"reason", reason},
+               {"latency_us", (now_ns() - d.started_ns) / 1000}});
 }
 
 void router::note_activity(const decision& d, const checked_route& route, std::uint64_t now) {

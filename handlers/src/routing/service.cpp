@@ -60,6 +60,11 @@ void service::start(std::shared_ptr<resolver> active, const routing_config& cfg,
             });
         a.metrics().add_collector(
             [remote = remote_](std::string& out) { remote->render_metrics(out); });
+        // Ready means decisions can be made: with a control plane, only once it is connected.
+        a.readiness_check([remote = remote_]() -> std::optional<std::string> {
+            if (remote->connected()) return std::nullopt;
+            return "remote resolver: not connected to the control plane";
+        });
     }
     if (cfg.feedback_listen) {
         // Passive health signals: HAProxy's log lines over UDP, bound on the service loop; a

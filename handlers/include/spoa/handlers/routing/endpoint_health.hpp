@@ -91,6 +91,9 @@ class endpoint_health {
     /// The state object of ip:port (created on first use). Thread-safe.
     [[nodiscard]] std::shared_ptr<endpoint_state> state_of(const ip_address& ip,
                                                            std::uint16_t port);
+    /// The state of ip:port if tracked, else null; creates nothing (for /explain).
+    [[nodiscard]] std::shared_ptr<endpoint_state> find(const ip_address& ip,
+                                                       std::uint16_t port) const;
 
     enum class verdict : std::uint8_t { ok, trial, unhealthy, open };
     /// May a request be sent there now? Marks the endpoint as used. `trial` means the circuit

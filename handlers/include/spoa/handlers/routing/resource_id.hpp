@@ -15,4 +15,8 @@ namespace spoa::handlers::routing {
 [[nodiscard]] std::string_view normalize_host(std::string_view host, char* buf,
                                               std::size_t cap) noexcept;
 
+/// "/api" covers "/api", "/api/..." and "/api?...", not "/apiary": prefixes end on a segment
+/// boundary (a prefix ending in "/" already does).
+[[nodiscard]] bool path_has_prefix(std::string_view path, std::string_view prefix) noexcept;
+
 }  // namespace spoa::handlers::routing

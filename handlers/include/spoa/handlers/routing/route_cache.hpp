@@ -17,6 +17,7 @@
 #include <list>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -126,6 +127,18 @@ struct cache_options {
     std::function<std::uint64_t()> clock;
 };
 
+/// One key as the admin endpoint shows it (/explain, /routes): a copy, read under the shard's
+/// lock without counting a hit or changing anything.
+struct cache_entry {
+    std::string key;                             ///< "<protocol>:<id>"
+    std::shared_ptr<const checked_route> route;  ///< a cached route
+    std::shared_ptr<const resolve_error> error;  ///< a cached refusal (negative entry)
+    std::uint64_t stored_ms = 0;                 ///< the cache's clock when stored
+    std::uint64_t expires_ms = 0;
+    bool cached = false;     ///< false: only a resolve in flight
+    bool in_flight = false;  ///< a resolver call for this key is running
+};
+
 struct cache_stats {
     std::uint64_t hits = 0;
     std::uint64_t negative_hits = 0;
@@ -188,11 +201,21 @@ class route_cache {
 
     [[nodiscard]] cache_stats stats() const;
     [[nodiscard]] const cache_options& options() const noexcept { return opts_; }
+    /// The entry of `key`, if cached or in flight (expired entries still show, with an
+    /// expiry in the past, until something removes them).
+    [[nodiscard]] std::optional<cache_entry> inspect(std::string_view key) const;
+    /// Cached entries sorted by key, from `offset`, at most `limit`; `total` counts them all.
+    /// Copies every entry under each shard's lock in turn: an admin call, not a hot path.
+    [[nodiscard]] std::vector<cache_entry> entries(std::size_t offset, std::size_t limit,
+                                                   std::size_t& total) const;
+    /// The cache's clock (steady milliseconds, or the test clock).
+    [[nodiscard]] std::uint64_t now_ms() const { return clock_now(); }
 
   private:
     struct slot {
         std::shared_ptr<const checked_route> route;
         std::shared_ptr<const resolve_error> error;
+        std::uint64_t stored_ms = 0;
         std::uint64_t expires_ms = 0;
         bool cached = false;
         bool stale_flight = false;  ///< invalidated while resolving: do not store the answer

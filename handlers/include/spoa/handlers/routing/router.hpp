@@ -31,6 +31,8 @@ class logger;
 
 namespace spoa::handlers::routing {
 
+class route_explainer;
+
 /// Which part of a server-speaks-first connection names the resource (`route-tcp`).
 enum class tcp_key : std::uint8_t { dst_port, dst, dst_addr, src, authority, sni };
 [[nodiscard]] std::optional<tcp_key> parse_tcp_key(std::string_view s) noexcept;
@@ -114,6 +116,7 @@ class router {
         std::string_view id;
         std::string_view path;
         std::uint64_t started_ns;
+        std::uint64_t connection = 0;  ///< the agent's id of the SPOP connection, for logs
     };
 
   private:
@@ -152,11 +155,19 @@ class router {
                 std::optional<std::uint64_t> waited_ms = std::nullopt, bool woken = false);
     /// The answer to an SSLRequest, GSSENCRequest or CancelRequest whose policy is not a route.
     void answer_before_startup(reply& r, postgres_startup::kind packet,
-                               postgres_policy::action what, std::uint64_t started) const;
+                               postgres_policy::action what, std::uint64_t started,
+                               std::uint64_t conn) const;
     /// Writes a refusal: status and reason, and for PostgreSQL the SQLSTATE its client sees.
-    void answer_refusal(reply& r, app_protocol proto, std::string_view id, int status,
-                        std::string_view reason, contract::cache_label label,
-                        std::uint64_t started_ns) const;
+    void answer_refusal(reply& r, const decision& d, int status, std::string_view reason,
+                        contract::cache_label label) const;
+    /// GET /explain and GET /routes (admin thread).
+    [[nodiscard]] admin_response explain(const admin_request& req) const;
+    [[nodiscard]] admin_response list_routes(const admin_request& req) const;
+    /// The debug line of a decision (log level debug only).
+    void log_decision(const decision& d, const checked_endpoint& chosen,
+                      contract::cache_label label, contract::decision_kind kind) const;
+    void log_refusal(const decision& d, int status, std::string_view reason,
+                     contract::cache_label label) const;
 
   private:
     std::shared_ptr<resolver> resolver_;
@@ -168,6 +179,7 @@ class router {
     route_cache cache_;
     std::unique_ptr<cold_starter> cold_;
     activity_table activity_;
+    std::unique_ptr<route_explainer> explainer_;  ///< GET /explain (admin thread)
     std::atomic<std::uint64_t> decisions_ok_[4]{};
     std::atomic<std::uint64_t> decisions_err_[4][5]{};
     std::atomic<std::uint64_t> bad_requests_{0};
