@@ -633,4 +633,52 @@ TEST_CASE("router: a resolver that does not answer in time gives 504", "[router]
     CHECK(integer(v, "port") == 7000);
 }
 
+TEST_CASE("router: /explain from another thread reads without changing anything", "[router]") {
+    routing_agent a(std::make_shared<static_resolver>(example_table()));
+    const auto explain = [&a](const std::string& query) {
+        admin_request req;
+        req.method = "GET";
+        req.path = "/explain";
+        for (std::size_t pos = 0; pos < query.size();) {
+            const auto amp = query.find('&', pos);
+            const auto part = query.substr(pos, amp == std::string::npos ? amp : amp - pos);
+            const auto eq = part.find('=');
+            req.query[part.substr(0, eq)] = part.substr(eq + 1);
+            pos = amp == std::string::npos ? query.size() : amp + 1;
+        }
+        return a.router().explain(req);
+    };
+    const auto before = a.router().cache().stats();
+    auto r = explain("id=App1.Localhost&path=/x");
+    REQUIRE(r.status == 200);
+    CHECK(r.content_type == "application/json");
+    CHECK(r.body.find(R"("id":"app1.localhost")") != std::string::npos);
+    CHECK(r.body.find(R"("cache":{"state":"absent"})") != std::string::npos);
+    CHECK(
+        r.body.find(R"("ip":"127.0.0.1","port":9001,"resource":"app1.localhost","cache":"miss")") !=
+        std::string::npos);
+    CHECK(r.body.find(R"("tenant":"alpha")") != std::string::npos);  // a metadata variable
+    r = explain("id=public.localhost");
+    CHECK(r.body.find(R"("address":"8.8.8.8","ssrf":"refused")") != std::string::npos);
+    CHECK(r.body.find(R"("status":403)") != std::string::npos);
+    r = explain("protocol=postgres&id=nosuchdb");
+    CHECK(r.body.find(R"("status":404)") != std::string::npos);
+    CHECK(r.body.find(R"("sqlstate":"3D000")") != std::string::npos);
+    const auto after = a.router().cache().stats();
+    CHECK(after.misses == before.misses);
+    CHECK(after.entries == before.entries);
+    CHECK(after.hits == before.hits);
+
+    // After a real decision, the same id explains as a cache hit.
+    auto c = a.connect();
+    CHECK(str(ask(c, http("app1.localhost")), "cache") == "miss");
+    r = explain("id=app1.localhost");
+    CHECK(r.body.find(R"("cache":{"state":"route")") != std::string::npos);
+    CHECK(r.body.find(R"("cache":"hit")") != std::string::npos);
+
+    CHECK(explain("protocol=gopher&id=x").status == 400);
+    CHECK(explain("protocol=http").status == 400);
+    CHECK(explain("id=:80").status == 400);  // a Host that normalises to nothing
+}
+
 }  // namespace spoa::handlers::routing
