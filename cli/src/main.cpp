@@ -74,6 +74,10 @@ int main(int argc, char** argv) {
     CLI::App app{
         "spoa-cli: send SPOP frames to a spoa-agent (or any SPOP agent) like HAProxy does"};
     app.require_subcommand(1);
+    app.footer(
+        "Exit codes: 0 ACK received (replay: all answers as recorded), 1 replay found "
+        "differences, 2 usage error, 3 AGENT-DISCONNECT, 4 timeout, 5 connection failed, "
+        "6 protocol error, 7 unreadable recording.");
     app.set_version_flag("--version", "spoa-cli " SPOA_VERSION_STRING);
     raw_options o;
 
