@@ -6,6 +6,9 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <map>
+#include <thread>
+#include <tuple>
 
 #include "agent_test_util.hpp"
 #include "spoa/handlers/examples.hpp"
@@ -109,6 +112,47 @@ TEST_CASE("record: the size bound keeps whole records and the agent answers on",
         CHECK(std::filesystem::file_size(path) <= 300);
         CHECK(records.size() >= 2);
         CHECK(records.size() < 40);
+    }
+    std::filesystem::remove(path);
+}
+
+TEST_CASE("record: loop threads write whole records side by side", "[record]") {
+    const std::string path = record_path("threads");
+    auto cfg = test_config();
+    cfg.record_file = path;
+    cfg.threads = 2;
+    constexpr int clients = 8;
+    constexpr std::uint64_t frames = 50;
+    {
+        test_agent a(cfg);
+        handlers::register_echo(a.agent());
+        a.start();
+        std::vector<std::thread> threads;
+        std::atomic<int> acked{0};
+        for (int i = 0; i < clients; ++i) {
+            threads.emplace_back([&a, &acked, i] {
+                auto c = a.connect_ready();
+                for (std::uint64_t sid = 1; sid <= frames; ++sid) {
+                    c.send_notify(sid, 1, echo_payload(std::to_string(i)));
+                    if (c.expect(ft::ack).stream_id == sid) ++acked;
+                }
+            });
+        }
+        for (auto& t : threads)
+            t.join();
+        REQUIRE(acked == clients * static_cast<int>(frames));
+        // Every NOTIFY is followed, somewhere later, by its own ACK.
+        std::map<std::tuple<std::uint64_t, std::uint64_t>, int> open;
+        const auto records = read_records(path);
+        CHECK(records.size() == 2 * clients * frames);
+        for (const auto& r : records) {
+            const auto key = std::make_tuple(r.header.connection_id, r.header.stream_id);
+            open[key] += r.header.kind == protocol::record_kind::notify ? 1 : -1;
+            CHECK(open[key] >= 0);
+        }
+        CHECK(open.size() == clients * frames);
+        for (const auto& [key, count] : open)
+            CHECK(count == 0);
     }
     std::filesystem::remove(path);
 }
