@@ -410,11 +410,10 @@ void runtime::render_stats(std::string& out) const {
         prom::sample(out, "spoa_messages_total", "message=\"" + prom::escape(name) + "\"",
                      sum([h](const worker_stats& s) { return s.messages[h].value(); }));
     }
+    // Each family's samples follow its own header: the text format wants them grouped.
     prom::header(out, "spoa_errors_total",
                  "AGENT-DISCONNECT frames sent, by SPOP status code (0 = normal close).",
                  "counter");
-    prom::header(out, "spoa_peer_disconnects_total",
-                 "HAPROXY-DISCONNECT frames received, by status.", "counter");
     for (std::uint32_t st = 0; st < 100; ++st) {
         const auto sent = sum([st](const worker_stats& s) { return s.sent_status[st].value(); });
         if (sent != 0 || st == 0) {
@@ -424,6 +423,10 @@ void runtime::render_stats(std::string& out) const {
                     std::string(protocol::to_string(static_cast<protocol::status_code>(st))) + "\"",
                 sent);
         }
+    }
+    prom::header(out, "spoa_peer_disconnects_total",
+                 "HAPROXY-DISCONNECT frames received, by status.", "counter");
+    for (std::uint32_t st = 0; st < 100; ++st) {
         const auto peer = sum([st](const worker_stats& s) { return s.peer_status[st].value(); });
         if (peer != 0 || st == 0) {
             prom::sample(out, "spoa_peer_disconnects_total",

@@ -3,6 +3,7 @@
 #include <spdlog/logger.h>
 
 #include <atomic>
+#include <sstream>
 
 #include "agent_test_util.hpp"
 #include "spoa/handlers/examples.hpp"
@@ -85,6 +86,21 @@ TEST_CASE("admin: /metrics counts NOTIFY frames and errors by status", "[admin]"
           std::nullopt);  // statuses never sent are not listed (except 0)
     CHECK(find_metric(r.body, "spoa_connections_accepted_total") == 3);
     CHECK(find_metric(r.body, "spoa_frame_duration_seconds_count") == 5);
+
+    // The text format groups a family's samples right after its # TYPE line.
+    std::istringstream lines(r.body);
+    std::string family;
+    for (std::string line; std::getline(lines, line);) {
+        if (line.starts_with("# TYPE ")) {
+            family = line.substr(7, line.find(' ', 7) - 7);
+            continue;
+        }
+        if (line.empty() || line.starts_with('#')) continue;
+        const std::string name = line.substr(0, line.find_first_of("{ "));
+        INFO(line << " after # TYPE " << family);
+        CHECK((name == family || name == family + "_bucket" || name == family + "_sum" ||
+               name == family + "_count"));
+    }
 }
 
 TEST_CASE("admin: custom routes get method, path, query and body", "[admin]") {
