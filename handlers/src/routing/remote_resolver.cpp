@@ -372,7 +372,7 @@ class remote_client : public std::enable_shared_from_this<remote_client> {
         if (st == link_state::backoff || st == link_state::stopped) {
             fail(std::move(c), error_code::unavailable,
                  st == link_state::stopped ? "control plane unreachable (resolver stopped)"
-                                           : unreachable_reason());
+                                           : "control plane unreachable");
             return;
         }
         if (pending_.load(std::memory_order_relaxed) > opts_.max_pending) {
@@ -427,13 +427,6 @@ class remote_client : public std::enable_shared_from_this<remote_client> {
         s.address = peer_address_;
         s.peer = peer_;
         return s;
-    }
-
-    /// Why calls fail while waiting for the next round: the last round's failures.
-    [[nodiscard]] std::string unreachable_reason() const {
-        std::lock_guard lock(status_mutex_);
-        if (last_round_errors_.empty()) return "control plane unreachable";
-        return "control plane unreachable: " + last_round_errors_;
     }
 
     /// The configured addresses, comma-separated (the metrics' `address` label, log lines).
@@ -520,7 +513,7 @@ class remote_client : public std::enable_shared_from_this<remote_client> {
     void submit(std::unique_ptr<call> c) {
         const auto st = state_.load(std::memory_order_relaxed);
         if (st == link_state::backoff || st == link_state::stopped) {
-            fail(std::move(c), error_code::unavailable, unreachable_reason());
+            fail(std::move(c), error_code::unavailable, "control plane unreachable");
             return;
         }
         std::uint32_t id = next_msgid_;
@@ -782,13 +775,11 @@ class remote_client : public std::enable_shared_from_this<remote_client> {
     /// Every address failed: calls fail fast until the back-off timer starts the next round,
     /// from the first address of the list.
     void round_failed() {
-        {
-            std::lock_guard lock(status_mutex_);
-            last_round_errors_ = round_errors_;
-        }
         state_.store(link_state::backoff, std::memory_order_release);
         log_attempt_failure(round_errors_);
-        fail_all("control plane unreachable: " + round_errors_);
+        // The reason reaches HAProxy (txn.route.reason) and maybe clients: no internal
+        // addresses in it, those are in the log line.
+        fail_all("control plane unreachable");
         entry_ = 0;
         schedule_reconnect();
     }
@@ -1117,12 +1108,10 @@ class remote_client : public std::enable_shared_from_this<remote_client> {
     std::atomic<std::uint64_t> notifications_sent_{0};
     std::atomic<std::uint64_t> notifications_dropped_{0};
     method_counters methods_[2];
-    /// Guards the three strings below (written on the loop, read by stats, metrics and calls
-    /// failed fast).
+    /// Guards the two strings below (written on the loop, read by stats and metrics).
     mutable std::mutex status_mutex_;
-    std::string peer_address_;       ///< the configured address connected to; empty when not
-    std::string peer_;               ///< target_text() of the connection
-    std::string last_round_errors_;  ///< why the last failed round failed
+    std::string peer_address_;  ///< the configured address connected to; empty when not
+    std::string peer_;          ///< target_text() of the connection
     /// Guards on_invalidate_ and is held while it runs (see handle_notification).
     std::recursive_mutex handler_mutex_;
     remote_resolver::invalidation_handler on_invalidate_;

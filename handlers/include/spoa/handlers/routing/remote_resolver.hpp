@@ -62,7 +62,10 @@
 ///   drop, shutdown) or on the caller's thread (fail fast, loop stopping). A callback may still
 ///   run after the resolver was destroyed (completed with `unavailable`): it must own what it
 ///   uses.
-/// - stats, remote_stats, connected, render_metrics: any thread (atomics).
+/// - stats, remote_stats, connected, render_metrics: any thread (atomics; the connected address
+///   is a string the loop writes under a mutex).
+/// - remote_resolver_options::lookup: shared with whoever built the options; called on the
+///   service loop only.
 /// - the invalidation handler: see set_invalidation_handler.
 /// - destruction: any thread, including the service loop from inside a callback; never blocks
 ///   except to wait for an invalidation handler that is running.
