@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds HAProxy from a source tarball into OUTDIR/haproxy, once: OUTDIR/haproxy.sha256 records
-# the tarball it came from, and a later call with the same tarball reuses the binary.
+# the tarball it came from and the build options, and a later call with the same tarball and
+# options reuses the binary.
 # Installs the missing Debian -dev packages first (as root, or with sudo).
 # Prints the binary's path on stdout; progress goes to stderr, the compiler to OUTDIR/build.log.
 # Usage: tests/support/build_haproxy.sh TARBALL OUTDIR
@@ -14,7 +15,11 @@ tarball=$1
 [ -f "$tarball" ] || { echo "build_haproxy: no such tarball: $tarball" >&2; exit 1; }
 mkdir -p "$2"
 out=$(cd "$2" && pwd)
-sum=$(sha256sum "$tarball" | cut -d' ' -f1)
+# Debian installs Lua 5.4 as liblua5.4.so with headers under /usr/include/lua5.4. USE_PROMEX:
+# HAProxy's Prometheus exporter, which haproxy/monitoring and its tests use.
+options=(TARGET=linux-glibc USE_OPENSSL=1 USE_PCRE2=1 USE_ZLIB=1 USE_LUA=1
+         LUA_INC=/usr/include/lua5.4 LUA_LIB_NAME=lua5.4 USE_PROMEX=1)
+sum="$(sha256sum "$tarball" | cut -d' ' -f1) ${options[*]}"
 if [ -x "$out/haproxy" ] && [ "$(cat "$out/haproxy.sha256" 2>/dev/null)" = "$sum" ]; then
     echo "$out/haproxy"
     exit 0
@@ -40,9 +45,7 @@ mkdir "$out/src"
 tar -xf "$tarball" -C "$out/src" --strip-components=1
 echo "== building HAProxy from $tarball (log: $out/build.log)" >&2
 t0=$SECONDS
-# Debian installs Lua 5.4 as liblua5.4.so with headers under /usr/include/lua5.4.
-if ! make -C "$out/src" -j "$(nproc)" TARGET=linux-glibc USE_OPENSSL=1 USE_PCRE2=1 USE_ZLIB=1 \
-    USE_LUA=1 LUA_INC=/usr/include/lua5.4 LUA_LIB_NAME=lua5.4 >"$out/build.log" 2>&1; then
+if ! make -C "$out/src" -j "$(nproc)" "${options[@]}" >"$out/build.log" 2>&1; then
     tail -20 "$out/build.log" >&2
     echo "build_haproxy: make failed (full log: $out/build.log)" >&2
     exit 1
