@@ -81,7 +81,7 @@ set(CPACK_DEBIAN_DEV_PACKAGE_NAME libspoa-dev)
 set(CPACK_DEBIAN_DEV_PACKAGE_SECTION libdevel)
 # The libraries are static: what they link is what spoaConfig.cmake looks for in a consumer.
 set(CPACK_DEBIAN_DEV_PACKAGE_DEPENDS
-    "libuv1-dev, libmicrohttpd-dev, libspdlog-dev, libyaml-cpp-dev, libcurl4-openssl-dev | libcurl-dev, pkgconf | pkg-config")
+    "libuv1-dev, libmicrohttpd-dev, libspdlog-dev, libyaml-cpp-dev, libcurl4-openssl-dev | libcurl-dev, libhiredis-dev, pkgconf | pkg-config")
 set(CPACK_COMPONENT_DEV_DESCRIPTION
     "Development files of the spoa framework: headers, static libraries and
 the CMake package (find_package(spoa)) of spoa::protocol, the SPOP 2.0

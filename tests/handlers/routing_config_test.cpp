@@ -183,7 +183,7 @@ TEST_CASE("config: malformed configurations name the file and the line", "[confi
     const std::vector<bad_case> cases{
         {"unknown section", "cache: {ttl_ms: 5}\nroutez: {}\n", 2,
          "unknown section 'routez' (known: resolver, cache, ssrf, postgres, tcp, "
-         "metadata_variables, routes, cold_start, health, breaker, activity, passive)"},
+         "metadata_variables, routes, cold_start, health, breaker, activity, passive, redis)"},
         // A misspelt key is refused at every level, never read as "not set".
         {"unknown key in a section", "cache: {ttl: 5}\n", 1,
          "unknown key 'ttl' in cache (known: ttl_ms, negative_ttl_ms, max_entries)"},
@@ -384,6 +384,79 @@ TEST_CASE("config: bad resolver.remote.address values name the line", "[config]"
               "inline.yaml:" + std::to_string(c.line) + ": " + c.problem);
         const auto path = dir.write("case.yaml", c.yaml);
         CHECK(load_error(path) == path + ":" + std::to_string(c.line) + ": " + c.problem);
+    }
+}
+
+TEST_CASE("config: the redis section is read, absent by default", "[config][redis]") {
+    CHECK_FALSE(parse_routing_config("cache: {ttl_ms: 5}\n", "lone.yaml").redis);
+    const auto cfg = parse_routing_config(
+        "redis:\n  address: 127.0.0.1:6380\n  database: 3\n  user: fleet\n  password: s3cret\n"
+        "  key_prefix: 'prod:'\n  agent_id: edge-1.a\n  connect_timeout_ms: 700\n"
+        "  command_timeout_ms: 40\n  reconnect_min_ms: 20\n  reconnect_max_ms: 900\n"
+        "  max_pending: 77\n",
+        "fleet.yaml");
+    REQUIRE(cfg.redis);
+    const auto& r = *cfg.redis;
+    CHECK(r.address.to_string() == "127.0.0.1:6380");
+    CHECK(r.database == 3);
+    CHECK(r.user == "fleet");
+    CHECK(r.password == "s3cret");
+    CHECK(r.key_prefix == "prod:");
+    CHECK(r.agent_id == "edge-1.a");
+    CHECK(r.connect_timeout.count() == 700);
+    CHECK(r.command_timeout.count() == 40);
+    CHECK(r.reconnect_min.count() == 20);
+    CHECK(r.reconnect_max.count() == 900);
+    CHECK(r.max_pending == 77);
+
+    const auto defaults = parse_routing_config("redis: {address: 'unix:/run/redis.sock'}\n", "d");
+    REQUIRE(defaults.redis);
+    CHECK(defaults.redis->address.type == connect_address::kind::unix_socket);
+    CHECK(defaults.redis->key_prefix == "spoa:");
+    CHECK(defaults.redis->agent_id.empty());  // random at start
+    CHECK(defaults.redis->database == 0);
+    CHECK(defaults.redis->password.empty());
+    CHECK(
+        parse_routing_config("redis: {address: '[::1]:6379'}\n", "v6").redis->address.to_string() ==
+        "[::1]:6379");
+}
+
+TEST_CASE("config: bad redis values name the line", "[config][redis]") {
+    struct bad_case {
+        std::string yaml;
+        int line;
+        std::string problem;
+    };
+    const std::vector<bad_case> cases{
+        {"redis: {database: 1}\n", 1,
+         "redis.address is required (host:port, [v6]:port or unix:/path)"},
+        {"redis:\n  address: redis.internal:6379\n", 2,
+         "redis.address needs a numeric host (e.g. 127.0.0.1:6379) or unix:/path: host names "
+         "are not supported yet"},
+        {"redis:\n  address: 127.0.0.1:0\n", 2, "address '127.0.0.1:0' has a bad port (1-65535)"},
+        {"redis:\n  address: 127.0.0.1:6379\n  adress: x\n", 3,
+         "unknown key 'adress' in redis (known: address, database, user, password, key_prefix, "
+         "agent_id, connect_timeout_ms, command_timeout_ms, reconnect_min_ms, reconnect_max_ms, "
+         "max_pending)"},
+        {"redis:\n  address: 127.0.0.1:6379\n  user: fleet\n", 3,
+         "redis.user needs redis.password"},
+        {"redis:\n  address: 127.0.0.1:6379\n  agent_id: 'a b'\n", 3,
+         "redis.agent_id must be 1-64 letters, digits, '.', '_' or '-' (and not \"-\" alone)"},
+        {"redis:\n  address: 127.0.0.1:6379\n  agent_id: '-'\n", 3,
+         "redis.agent_id must be 1-64 letters, digits, '.', '_' or '-' (and not \"-\" alone)"},
+        {"redis:\n  address: 127.0.0.1:6379\n  key_prefix: 'a b'\n", 3,
+         "redis.key_prefix must not contain white space"},
+        {"redis:\n  address: 127.0.0.1:6379\n  command_timeout_ms: 0\n", 3,
+         "redis.command_timeout_ms must be positive"},
+        {"redis:\n  address: 127.0.0.1:6379\n  reconnect_min_ms: 500\n  reconnect_max_ms: 100\n", 4,
+         "redis.reconnect_max_ms must not be below reconnect_min_ms"},
+        {"redis:\n  address: 127.0.0.1:6379\n  database: -1\n", 3,
+         "redis.database must be a whole number from 0 to 1000000"},
+    };
+    for (const auto& c : cases) {
+        INFO(c.yaml);
+        CHECK(parse_error(c.yaml, "r.yaml") ==
+              "r.yaml:" + std::to_string(c.line) + ": " + c.problem);
     }
 }
 

@@ -214,6 +214,7 @@ void router::attach(agent& a) {
             if (!p) return admin_response{400, "text/plain", "unknown protocol\n"};
         }
         const std::size_t n = invalidate(id->second, p);
+        if (admin_invalidated_) admin_invalidated_(id->second, p);
         return admin_response{200, "text/plain", "invalidated " + std::to_string(n) + "\n"};
     });
     a.admin_route("GET", "/explain", [this](const admin_request& req) { return explain(req); });

@@ -7,6 +7,7 @@
 
 #include "config_section.hpp"
 #include "spoa/handlers/routing/contract.hpp"
+#include "spoa/handlers/routing/invalidation_message.hpp"
 #include "spoa/handlers/routing/static_resolver.hpp"
 
 namespace spoa::handlers::routing {
@@ -262,6 +263,57 @@ void parse_activity(const config_section& s, router_options& o) {
         s.count("max_entries", 1, max_table_size).value_or(o.activity_max_entries);
 }
 
+/// Host names are refused: hiredis 0.14 would look them up with a blocking getaddrinfo on the
+/// service loop at every reconnect (redis_options.hpp).
+connect_address redis_address(const config_section& s) {
+    if (!s.has("address")) s.fail("redis.address is required (host:port, [v6]:port or unix:/path)");
+    connect_address a;
+    try {
+        a = connect_address::parse(*s.text("address"));
+    } catch (const std::invalid_argument& e) {
+        s.fail(s["address"], e.what());
+    }
+    if (a.type == connect_address::kind::tcp && !a.numeric_host()) {
+        s.fail(s["address"],
+               "redis.address needs a numeric host (e.g. 127.0.0.1:6379) or "
+               "unix:/path: host names are not supported yet");
+    }
+    return a;
+}
+
+std::chrono::milliseconds positive_millis(const config_section& s, std::string_view key,
+                                          std::chrono::milliseconds fallback) {
+    const auto v = s.millis(key).value_or(fallback);
+    if (v.count() == 0) s.fail(s[key], s.name_of(key) + " must be positive");
+    return v;
+}
+
+redis_options parse_redis(const config_section& s) {
+    redis_options o;
+    o.address = redis_address(s);
+    o.database = s.count("database", 0, 1'000'000).value_or(o.database);
+    o.user = s.text("user").value_or("");
+    o.password = s.text("password").value_or("");
+    if (!o.user.empty() && o.password.empty()) s.fail(s["user"], "redis.user needs redis.password");
+    o.key_prefix = s.text("key_prefix").value_or(o.key_prefix);
+    if (o.key_prefix.find_first_of(" \t\r\n") != std::string::npos)
+        s.fail(s["key_prefix"], "redis.key_prefix must not contain white space");
+    o.agent_id = s.text("agent_id").value_or("");
+    if (s.has("agent_id") && !valid_agent_id(o.agent_id)) {
+        s.fail(s["agent_id"],
+               "redis.agent_id must be 1-64 letters, digits, '.', '_' or '-' "
+               "(and not \"-\" alone)");
+    }
+    o.connect_timeout = positive_millis(s, "connect_timeout_ms", o.connect_timeout);
+    o.command_timeout = positive_millis(s, "command_timeout_ms", o.command_timeout);
+    o.reconnect_min = positive_millis(s, "reconnect_min_ms", o.reconnect_min);
+    o.reconnect_max = positive_millis(s, "reconnect_max_ms", o.reconnect_max);
+    if (o.reconnect_max < o.reconnect_min)
+        s.fail(s["reconnect_max_ms"], "redis.reconnect_max_ms must not be below reconnect_min_ms");
+    o.max_pending = s.count("max_pending", 1, max_table_size).value_or(o.max_pending);
+    return o;
+}
+
 /// Validates the route table now so that a broken file fails at start, with its line.
 void check_routes(const YAML::Node& routes, const std::string& origin) {
     try {
@@ -281,9 +333,10 @@ routing_config from_node(const YAML::Node& root, const std::string& origin) {
     routing_config cfg;
     cfg.path = origin;
     if (!root || root.IsNull()) return cfg;
-    const config_section top(root, origin, "",
-                             {"resolver", "cache", "ssrf", "postgres", "tcp", "metadata_variables",
-                              "routes", "cold_start", "health", "breaker", "activity", "passive"});
+    const config_section top(
+        root, origin, "",
+        {"resolver", "cache", "ssrf", "postgres", "tcp", "metadata_variables", "routes",
+         "cold_start", "health", "breaker", "activity", "passive", "redis"});
     if (const auto s = top.section("resolver", {"type", "remote", "timeout_ms"}))
         parse_resolver(*s, cfg);
     if (const auto s = top.section("cache", {"ttl_ms", "negative_ttl_ms", "max_entries"}))
@@ -307,6 +360,11 @@ routing_config from_node(const YAML::Node& root, const std::string& origin) {
     if (const auto s = top.section("activity", {"throttle_ms", "connect_events", "max_entries"}))
         parse_activity(*s, cfg.router);
     if (const auto s = top.section("passive", {"listen"})) cfg.feedback_listen = parse_passive(*s);
+    if (const auto s =
+            top.section("redis", {"address", "database", "user", "password", "key_prefix",
+                                  "agent_id", "connect_timeout_ms", "command_timeout_ms",
+                                  "reconnect_min_ms", "reconnect_max_ms", "max_pending"}))
+        cfg.redis = parse_redis(*s);
     check_routes(top["routes"], origin);
     return cfg;
 }

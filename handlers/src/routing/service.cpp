@@ -7,6 +7,9 @@
 
 #include "spoa/handlers/routing/chain_resolver.hpp"
 #include "spoa/handlers/routing/feedback_log.hpp"
+#include "spoa/handlers/routing/invalidation_fanout.hpp"
+#include "spoa/handlers/routing/invalidation_message.hpp"
+#include "spoa/handlers/routing/redis_client.hpp"
 #include "spoa/handlers/routing/remote_resolver.hpp"
 #include "spoa/handlers/routing/router.hpp"
 #include "spoa/handlers/routing/static_resolver.hpp"
@@ -52,11 +55,14 @@ service::~service() {
 void service::start(std::shared_ptr<resolver> active, const routing_config& cfg, agent& a) {
     if (!logger_) logger_ = std::make_shared<spdlog::logger>("routing");  // no sink: silent
     router_ = std::make_unique<routing::router>(active, cfg.ssrf, cfg.router, loop_, logger_);
+    if (cfg.redis) start_fleet(*cfg.redis, a);
     if (remote_) {
-        // Control-plane pushes run on the service loop, which ends before the router.
+        // Control-plane pushes run on the service loop, which ends before the router; with a
+        // fleet, the agent that got the push tells the others.
         remote_->set_invalidation_handler(
-            [r = router_.get()](std::string id, std::optional<app_protocol> p) {
+            [r = router_.get(), f = fanout_](std::string id, std::optional<app_protocol> p) {
                 r->invalidate(id, p);
+                if (f) f->publish(id, p);
             });
         a.metrics().add_collector(
             [remote = remote_](std::string& out) { remote->render_metrics(out); });
@@ -85,6 +91,28 @@ void service::start(std::shared_ptr<resolver> active, const routing_config& cfg,
         }
     }
     router_->attach(a);
+}
+
+void service::start_fleet(const redis_options& opts, agent& a) {
+    redis_ = std::make_shared<redis_client>(opts, loop_, logger_);
+    auto id = opts.agent_id.empty() ? random_agent_id() : opts.agent_id;
+    // Both callbacks run on the service loop, which ends before the router.
+    fanout_ = std::make_shared<invalidation_fanout>(
+        redis_, std::move(id),
+        [r = router_.get()](const std::string& res, std::optional<app_protocol> p) {
+            r->invalidate(res, p);
+        },
+        [r = router_.get()] { r->cache().clear(); }, logger_);
+    router_->on_admin_invalidate(
+        [f = fanout_](std::string_view res, std::optional<app_protocol> p) { f->publish(res, p); });
+    a.metrics().add_collector([redis = redis_, f = fanout_](std::string& out) {
+        redis->render_metrics(out);
+        f->render_metrics(out);
+    });
+    // Readiness stays as it is: Redis down never stops routing (each agent decides from its own
+    // cache and resolver), so an agent without Redis is still ready; /metrics and the log say it.
+    logger_->info("fleet: agent id {}, Redis at {}, invalidations on channel {}",
+                  fanout_->agent_id(), opts.address.to_string(), fanout_->channel());
 }
 
 void service::add_reload(const std::string& path, agent& a) {

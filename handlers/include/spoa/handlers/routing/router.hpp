@@ -96,6 +96,12 @@ class router {
 
     /// Drops `id` (every protocol when `p` is empty) from the cache and tells the resolver.
     std::size_t invalidate(std::string_view id, std::optional<app_protocol> p = std::nullopt);
+    using invalidation_observer =
+        std::function<void(std::string_view id, std::optional<app_protocol> p)>;
+    /// Called (on the admin thread) after each POST /invalidate was applied here, e.g. to tell
+    /// the other agents of a fleet. Not called by invalidate() itself, so that an invalidation
+    /// received from elsewhere is not sent on again. Set before attach().
+    void on_admin_invalidate(invalidation_observer fn) { admin_invalidated_ = std::move(fn); }
 
     [[nodiscard]] route_cache& cache() noexcept { return cache_; }
     [[nodiscard]] endpoint_health& health() noexcept { return *health_; }
@@ -180,6 +186,7 @@ class router {
     std::unique_ptr<cold_starter> cold_;
     activity_table activity_;
     std::unique_ptr<route_explainer> explainer_;  ///< GET /explain (admin thread)
+    invalidation_observer admin_invalidated_;     ///< set before attach(); admin thread
     std::atomic<std::uint64_t> decisions_ok_[4]{};
     std::atomic<std::uint64_t> decisions_err_[4][5]{};
     std::atomic<std::uint64_t> bad_requests_{0};

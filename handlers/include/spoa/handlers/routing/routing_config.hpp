@@ -10,6 +10,7 @@
 #include "spoa/agent/config.hpp"
 #include "spoa/handlers/routing/connect_address.hpp"
 #include "spoa/handlers/routing/host_lookup.hpp"
+#include "spoa/handlers/routing/redis_options.hpp"
 #include "spoa/handlers/routing/router.hpp"
 #include "spoa/handlers/routing/ssrf.hpp"
 
@@ -36,6 +37,8 @@ struct routing_config {
     ssrf_policy ssrf;
     /// UDP address receiving HAProxy's log lines (passive health signals), if any.
     std::optional<listen_address> feedback_listen;
+    /// The fleet's shared Redis (README "Running several agents"); absent: a lone agent.
+    std::optional<redis_options> redis;
 };
 
 /// Reads the file. Throws std::runtime_error("<file>:<line>: <problem>") on any error.

@@ -21,6 +21,8 @@ class service_loop;
 namespace spoa::handlers::routing {
 
 class feedback_log;
+class invalidation_fanout;
+class redis_client;
 class remote_resolver;
 class router;
 class static_resolver;
@@ -29,7 +31,8 @@ class static_resolver;
 /// calls, checks, timers, cold starts), the resolver (the one the configuration names, or the
 /// caller's), the router with its cache, cold starts and health checks, attached to the agent
 /// (the route-* messages, /invalidate, /resources, metrics), the listener of HAProxy's log lines
-/// (`passive`), and a SIGHUP reload of the static route file.
+/// (`passive`), a SIGHUP reload of the static route file, and with a `redis:` section the
+/// fleet's shared invalidations (invalidation_fanout.hpp).
 ///
 /// Lifetime: build it after the agent and destroy it before (declare it after the agent): the
 /// destructor joins the service loop first (its tasks use the router and the agent's metrics),
@@ -56,6 +59,7 @@ class service {
   private:
     void start(std::shared_ptr<resolver> active, const routing_config& cfg, agent& a);
     void add_reload(const std::string& path, agent& a);
+    void start_fleet(const redis_options& opts, agent& a);
 
     std::shared_ptr<spdlog::logger> logger_;
     std::shared_ptr<handlers::service_loop> loop_;
@@ -63,6 +67,8 @@ class service {
     std::shared_ptr<remote_resolver> remote_;         ///< the control plane, if used
     std::unique_ptr<routing::router> router_;
     std::unique_ptr<feedback_log> feedback_;
+    std::shared_ptr<redis_client> redis_;          ///< the fleet's Redis, if configured
+    std::shared_ptr<invalidation_fanout> fanout_;  ///< invalidations shared through it
 };
 
 /// Loads and validates a routing file as the service would (throws std::runtime_error

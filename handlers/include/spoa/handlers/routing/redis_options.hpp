@@ -1,0 +1,34 @@
+#pragma once
+/// The `redis:` section of the routing file: where the agents of a fleet share their state (see
+/// README "Running several agents"). Absent: the agent runs alone, exactly as without Redis.
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "spoa/handlers/routing/connect_address.hpp"
+
+namespace spoa::handlers::routing {
+
+struct redis_options {
+    /// `host:port` with a NUMERIC host (IPv4, or `[v6]:port`), or `unix:/path`. hiredis 0.14
+    /// resolves a host name with a blocking getaddrinfo on the calling loop, so names are refused
+    /// when the file is read rather than stalling the service loop at every reconnect.
+    connect_address address;
+    std::uint64_t database = 0;  ///< SELECT on the command connection (pub/sub ignores it)
+    std::string user;            ///< ACL user for `AUTH user password`; empty: `AUTH password`
+    std::string password;        ///< empty: no AUTH
+    std::string key_prefix = "spoa:";  ///< every key and channel starts with it
+    /// This agent's name in messages (its own echoes are ignored); empty: a random one at start.
+    std::string agent_id;
+    std::chrono::milliseconds connect_timeout{1000};  ///< connect plus AUTH/SELECT
+    std::chrono::milliseconds command_timeout{250};
+    std::chrono::milliseconds reconnect_min{100};
+    std::chrono::milliseconds reconnect_max{5000};
+    /// Commands sent and not yet answered (timed-out ones included, as Redis still owes their
+    /// answer); beyond it a command fails at once (`overloaded`).
+    std::size_t max_pending = 10000;
+};
+
+}  // namespace spoa::handlers::routing
