@@ -1,0 +1,223 @@
+// The Redis client against a real, private redis-server (tests/handlers/redis_server.hpp):
+// connect, commands and their timeout against a stopped server, the pending bound, reconnect
+// after a kill and a restart, resubscription, SELECT, and AUTH with an ACL user.
+
+#include <catch2/catch.hpp>
+
+#include <chrono>
+#include <future>
+#include <memory>
+#include <thread>
+
+#include "redis_server.hpp"
+#include "spoa/handlers/routing/redis_client.hpp"
+#include "spoa/handlers/service_loop.hpp"
+
+namespace spoa::handlers::routing {
+namespace {
+
+using namespace std::chrono_literals;
+
+redis_options options_for(const test::redis_server& server) {
+    redis_options o;
+    o.address = connect_address::parse(server.address());
+    o.connect_timeout = 1000ms;
+    o.command_timeout = 200ms;
+    o.reconnect_min = 10ms;
+    o.reconnect_max = 50ms;
+    return o;
+}
+
+/// Waits (bounded) for a condition driven by the client's own thread.
+template <typename Pred>
+bool eventually(Pred pred, std::chrono::milliseconds limit = 5000ms) {
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    while (!pred()) {
+        if (std::chrono::steady_clock::now() > deadline) return false;
+        std::this_thread::sleep_for(2ms);
+    }
+    return true;
+}
+
+redis_result call(redis_client& c, std::vector<std::string> args) {
+    auto done = std::make_shared<std::promise<redis_result>>();
+    auto answer = done->get_future();
+    c.command(std::move(args), [done](redis_result r) { done->set_value(std::move(r)); });
+    REQUIRE(answer.wait_for(5s) == std::future_status::ready);
+    return answer.get();
+}
+
+struct fixture {
+    std::shared_ptr<service_loop> loop = std::make_shared<service_loop>();
+};
+
+}  // namespace
+
+TEST_CASE("redis client: connects, sends commands, reports its state", "[redis]") {
+    test::redis_server server(test::redis_server::listen_on::tcp);
+    fixture f;
+    redis_client c(options_for(server), f.loop, nullptr);
+    REQUIRE(eventually([&] { return c.connected(redis_link::command); }));
+    REQUIRE(eventually([&] { return c.connected(redis_link::subscriber); }));
+
+    CHECK(call(c, {"PING"}).text == "PONG");
+    CHECK_FALSE(call(c, {"SET", "k", std::string("a\0b", 3)}).error);
+    CHECK(call(c, {"GET", "k"}).text == std::string("a\0b", 3));  // binary safe
+    CHECK(call(c, {"GET", "absent"}).nil);
+    CHECK(call(c, {"INCRBY", "n", "5"}).integer == 5);
+    const auto bad = call(c, {"NOSUCHCOMMAND"});
+    REQUIRE(bad.error);
+    CHECK(*bad.error == redis_error::server);
+    CHECK(bad.text.find("unknown command") != std::string::npos);
+
+    std::string metrics;
+    c.render_metrics(metrics);
+    CHECK(metrics.find("spoa_redis_connected{connection=\"command\"} 1") != std::string::npos);
+    CHECK(metrics.find("spoa_redis_command_errors_total{reason=\"server\"} 1") !=
+          std::string::npos);
+    CHECK(metrics.find("spoa_redis_command_seconds_count 6") != std::string::npos);
+    f.loop->join();
+}
+
+TEST_CASE("redis client: a stopped server times commands out; the bound fails fast", "[redis]") {
+    test::redis_server server;
+    fixture f;
+    auto opts = options_for(server);
+    opts.max_pending = 2;
+    redis_client c(opts, f.loop, nullptr);
+    REQUIRE(eventually([&] { return c.connected(redis_link::command); }));
+
+    server.pause();
+    const auto start = std::chrono::steady_clock::now();
+    const auto r = call(c, {"PING"});
+    const auto took = std::chrono::steady_clock::now() - start;
+    REQUIRE(r.error);
+    CHECK(*r.error == redis_error::timeout);
+    CHECK(took >= 150ms);  // the command_timeout (200 ms), within timer slack
+    CHECK(took < 2s);
+    // The timed-out PING is still owed by Redis: one more fits, the third fails at once.
+    const auto second = std::make_shared<std::promise<redis_result>>();
+    c.command({"PING"}, [second](redis_result x) { second->set_value(std::move(x)); });
+    const auto third = call(c, {"PING"});
+    REQUIRE(third.error);
+    CHECK(*third.error == redis_error::overloaded);
+    CHECK(*second->get_future().get().error == redis_error::timeout);
+
+    server.resume();
+    // The late answers are ignored; the connection serves again.
+    REQUIRE(eventually([&] { return c.stats().pending == 0; }));
+    CHECK(call(c, {"PING"}).text == "PONG");
+    const auto s = c.stats();
+    CHECK(s.errors[static_cast<std::size_t>(redis_error::timeout)] == 2);
+    CHECK(s.errors[static_cast<std::size_t>(redis_error::overloaded)] == 1);
+    f.loop->join();
+}
+
+TEST_CASE("redis client: reconnects after a kill and a restart, and resubscribes", "[redis]") {
+    test::redis_server server;
+    fixture f;
+    redis_client c(options_for(server), f.loop, nullptr);
+    std::atomic<int> messages{0};
+    std::atomic<int> resubscribed{0};
+    c.subscribe("spoa:test", [&](std::string_view payload) {
+        if (payload == "hello") messages++;
+    });
+    c.on_resubscribed([&] { resubscribed++; });
+    REQUIRE(eventually([&] { return c.connected(redis_link::subscriber); }));
+    // Subscribed once PUBLISH counts a receiver.
+    REQUIRE(eventually([&] { return call(c, {"PUBLISH", "spoa:test", "hello"}).integer == 1; }));
+    REQUIRE(eventually([&] { return messages >= 1; }));
+    CHECK(resubscribed == 0);  // the first SUBSCRIBE is no resubscription
+
+    server.kill();
+    REQUIRE(eventually(
+        [&] { return !c.connected(redis_link::command) && !c.connected(redis_link::subscriber); }));
+    const auto down = call(c, {"PING"});
+    REQUIRE(down.error);
+    CHECK(*down.error == redis_error::unavailable);
+
+    server.start();
+    REQUIRE(eventually([&] { return c.connected(redis_link::command); }));
+    REQUIRE(eventually([&] { return resubscribed == 1; }));
+    const int before = messages;
+    CHECK(call(c, {"PUBLISH", "spoa:test", "hello"}).integer == 1);
+    REQUIRE(eventually([&] { return messages == before + 1; }));
+    CHECK(c.stats().reconnects >= 2);
+    CHECK(c.stats().connections >= 4);
+    f.loop->join();
+}
+
+TEST_CASE("redis client: never connected, commands fail at once", "[redis]") {
+    test::temp_dir dir;
+    fixture f;
+    redis_options o;
+    o.address = connect_address::parse("unix:" + (dir.path() / "nothing.sock").string());
+    o.reconnect_min = 10ms;
+    o.reconnect_max = 20ms;
+    redis_client c(o, f.loop, nullptr);
+    const auto r = call(c, {"PING"});
+    REQUIRE(r.error);
+    CHECK(*r.error == redis_error::unavailable);
+    REQUIRE(eventually([&] { return c.stats().reconnects >= 3; }));
+    CHECK_FALSE(c.connected(redis_link::command));
+    f.loop->join();
+}
+
+TEST_CASE("redis client: SELECT puts commands in the configured database", "[redis]") {
+    test::redis_server server;
+    fixture f;
+    auto opts = options_for(server);
+    opts.database = 2;
+    redis_client in_two(opts, f.loop, nullptr);
+    redis_client in_zero(options_for(server), f.loop, nullptr);
+    REQUIRE(eventually([&] {
+        return in_two.connected(redis_link::command) && in_zero.connected(redis_link::command);
+    }));
+    CHECK_FALSE(call(in_two, {"SET", "where", "two"}).error);
+    CHECK(call(in_two, {"GET", "where"}).text == "two");
+    CHECK(call(in_zero, {"GET", "where"}).nil);
+    f.loop->join();
+}
+
+TEST_CASE("redis client: AUTH with an ACL user; a wrong password never connects", "[redis]") {
+    test::redis_server server(test::redis_server::listen_on::unix_socket,
+                              {"--user", "fleet", "on", ">s3cret", "~*", "&*", "+@all"});
+    fixture f;
+    auto good = options_for(server);
+    good.user = "fleet";
+    good.password = "s3cret";
+    redis_client c(good, f.loop, nullptr);
+    REQUIRE(eventually([&] { return c.connected(redis_link::command); }));
+    CHECK(call(c, {"ACL", "WHOAMI"}).text == "fleet");
+
+    auto bad = good;
+    bad.password = "wrong";
+    redis_client refused(bad, f.loop, nullptr);
+    REQUIRE(eventually([&] { return refused.stats().reconnects >= 2; }));
+    CHECK(refused.stats().connections == 0);
+    const auto r = call(refused, {"PING"});
+    REQUIRE(r.error);
+    CHECK(*r.error == redis_error::unavailable);
+    f.loop->join();
+}
+
+TEST_CASE("redis client: destroyed with commands pending, each completes once", "[redis]") {
+    test::redis_server server;
+    fixture f;
+    auto c = std::make_unique<redis_client>(options_for(server), f.loop, nullptr);
+    REQUIRE(eventually([&] { return c->connected(redis_link::command); }));
+    server.pause();
+    std::atomic<int> completed{0};
+    for (int i = 0; i < 5; ++i)
+        c->command({"PING"}, [&](redis_result r) {
+            CHECK(r.error);
+            completed++;
+        });
+    c.reset();
+    REQUIRE(eventually([&] { return completed == 5; }));
+    f.loop->join();
+    CHECK(completed == 5);
+    server.resume();
+}
+
+}  // namespace spoa::handlers::routing
