@@ -15,7 +15,7 @@ rm -rf "$work" && mkdir -p "$work" && chmod 755 "$work"
 echo "== building $image"
 build_agent_image "$image"
 name=spoa-image-$$
-trap 'docker rm -f "$name" >/dev/null 2>&1 || true' EXIT
+trap 'docker rm -f "$name" "$name-default" >/dev/null 2>&1 || true' EXIT
 fail() {
     echo "FAIL: $*"
     exit 1
@@ -36,6 +36,8 @@ docker image inspect --format '{{json .Config.Healthcheck.Test}}' "$image" | gre
 
 # --- the command line ---------------------------------------------------------------------------
 docker run --rm "$image" --version | grep -E '^spoa-agent [0-9]+\.[0-9]+' >/dev/null || fail "--version"
+docker run --rm --entrypoint spoa-cli "$image" --version | grep -E '^spoa-cli ' >/dev/null ||
+    fail "spoa-cli is not in the image"
 docker run --rm "$image" --check | grep '/etc/spoa/routing.yaml: OK' >/dev/null ||
     fail "--check of the image's own routing file"
 printf 'routes:\n  http:\n    a.test: {endpoints: [127.0.0.1:80]}\n' >"$work/good.yaml"
@@ -49,6 +51,16 @@ rc=$?
 set -e
 [ "$rc" -eq 2 ] || fail "--check of a broken file exited $rc, not 2: $out"
 grep -q "ttl" <<<"$out" || fail "--check did not name the unknown key: $out"
+
+# --- the default arguments start (in a network namespace of its own: 0.0.0.0 stays inside) --------
+docker run -d --name "$name-default" --network none "$image" >/dev/null
+for _ in $(seq 100); do
+    docker exec "$name-default" spoa-agent --probe 127.0.0.1:9100 >/dev/null 2>&1 && break
+    sleep 0.1
+done
+docker exec "$name-default" spoa-agent --probe 127.0.0.1:9100 >/dev/null ||
+    { docker logs "$name-default"; fail "the image's default arguments do not start an agent"; }
+docker rm -f "$name-default" >/dev/null
 
 # --- running: health, then a drain on docker stop ------------------------------------------------
 # Host networking: the default arguments (0.0.0.0:12345, admin 0.0.0.0:9100) would take those

@@ -495,8 +495,7 @@ void check(const harness& h, const record& r, const spoa::testing::received_fram
     // A PostgreSQL refusal carries the SQLSTATE of its status; nothing else carries one.
     if (r.proto == app_protocol::postgres && status) {
         if (!sqlstate || !is_integer(status->type) ||
-            sqlstate->bytes !=
-                routing::postgres_sqlstate(static_cast<int>(status->integer), false))
+            sqlstate->bytes != routing::postgres_sqlstate(static_cast<int>(status->integer), false))
             fail(r, "PostgreSQL refusal without the SQLSTATE of its status");
     } else if (sqlstate) {
         fail(r, "SQLSTATE outside a PostgreSQL refusal");
