@@ -51,7 +51,7 @@ wait_for() {
 # --- dependencies -------------------------------------------------------------------------
 packages=(build-essential cmake ninja-build pkg-config libuv1-dev libmsgpack-cxx-dev libboost-dev
           libspdlog-dev libfmt-dev catch2 libcli11-dev libmicrohttpd-dev libyaml-cpp-dev
-          libcurl4-openssl-dev haproxy curl python3 postgresql postgresql-client procps openssl)
+          libcurl4-openssl-dev libhiredis-dev haproxy curl python3 postgresql postgresql-client procps openssl)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

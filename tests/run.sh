@@ -24,7 +24,7 @@ tsan_tests='^(agent|agent-slow|handlers|remote|stress):'
 packages=(
     build-essential cmake ninja-build pkg-config git
     libuv1-dev libmsgpack-cxx-dev libboost-dev libspdlog-dev libfmt-dev catch2 libcli11-dev
-    libmicrohttpd-dev libyaml-cpp-dev libcurl4-openssl-dev
+    libmicrohttpd-dev libyaml-cpp-dev libcurl4-openssl-dev libhiredis-dev redis-server
     clang libclang-rt-14-dev clang-format
     haproxy curl python3 python3-msgpack postgresql postgresql-client swaks openssl procps iproute2
     libssl-dev libpcre2-dev zlib1g-dev liblua5.4-dev
