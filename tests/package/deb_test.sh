@@ -124,10 +124,10 @@ dev_depends=$(dpkg-deb -f "$debs/$dev_deb" Depends)
 echo "spoa-agent Depends: $agent_depends"
 echo "libspoa-dev Depends: $dev_depends"
 # adduser for postinst; libc6 and libuv1 only appear when dpkg-shlibdeps ran on the binary.
-for dep in adduser libc6 libuv1 'libstdc\+\+6'; do
+for dep in adduser libc6 libuv1 libhiredis0.14 'libstdc\+\+6'; do
     grep -Eq "(^|, )$dep( |,|$)" <<<"$agent_depends" || fail "spoa-agent does not depend on $dep"
 done
-for dep in libuv1-dev libmicrohttpd-dev libspdlog-dev libyaml-cpp-dev libcurl4-openssl-dev; do
+for dep in libuv1-dev libmicrohttpd-dev libspdlog-dev libyaml-cpp-dev libcurl4-openssl-dev libhiredis-dev; do
     grep -Eq "(^|, )$dep( |,|$)" <<<"$dev_depends" || fail "libspoa-dev does not depend on $dep"
 done
 static_done=$SECONDS
