@@ -17,7 +17,8 @@ case "${1:-}" in
     --tsan-only) builds=(tsan); shift ;;
 esac
 # What the ThreadSanitizer build compiles and runs: the code with threads of its own.
-tsan_targets=(agent_tests agent_slow_tests handlers_tests remote_tests spoa-agent spoa_loadgen)
+tsan_targets=(agent_tests agent_slow_tests handlers_tests redis_tests remote_tests spoa-agent
+              spoa_loadgen)
 tsan_tests='^(agent|agent-slow|handlers|remote|stress):'
 
 # --- dependencies -------------------------------------------------------------------------
