@@ -22,6 +22,7 @@ namespace spoa::handlers::routing {
 namespace {
 
 using namespace std::chrono_literals;
+using test::eventually;
 
 /// What one agent's `apply` saw, filled on its service loop, read by the test thread.
 struct applied_log {
@@ -75,16 +76,6 @@ struct agent_side {
     }
     ~agent_side() { loop->join(); }
 };
-
-template <typename Pred>
-bool eventually(Pred pred, std::chrono::milliseconds limit = 5000ms) {
-    const auto deadline = std::chrono::steady_clock::now() + limit;
-    while (!pred()) {
-        if (std::chrono::steady_clock::now() > deadline) return false;
-        std::this_thread::sleep_for(2ms);
-    }
-    return true;
-}
 
 /// Publishes a raw message (as a platform would) until one subscriber or more received it.
 std::int64_t platform_publish(redis_client& c, const std::string& channel, const std::string& m) {

@@ -17,6 +17,7 @@ namespace spoa::handlers::routing {
 namespace {
 
 using namespace std::chrono_literals;
+using test::eventually;
 
 redis_options options_for(const test::redis_server& server) {
     redis_options o;
@@ -26,17 +27,6 @@ redis_options options_for(const test::redis_server& server) {
     o.reconnect_min = 10ms;
     o.reconnect_max = 50ms;
     return o;
-}
-
-/// Waits (bounded) for a condition driven by the client's own thread.
-template <typename Pred>
-bool eventually(Pred pred, std::chrono::milliseconds limit = 5000ms) {
-    const auto deadline = std::chrono::steady_clock::now() + limit;
-    while (!pred()) {
-        if (std::chrono::steady_clock::now() > deadline) return false;
-        std::this_thread::sleep_for(2ms);
-    }
-    return true;
 }
 
 redis_result call(redis_client& c, std::vector<std::string> args) {

@@ -27,6 +27,17 @@ extern char** environ;
 
 namespace spoa::handlers::routing::test {
 
+/// Waits (bounded, polling) for a condition another thread makes true; false if it did not.
+template <typename Pred>
+bool eventually(Pred pred, std::chrono::milliseconds limit = std::chrono::seconds(5)) {
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    while (!pred()) {
+        if (std::chrono::steady_clock::now() > deadline) return false;
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    return true;
+}
+
 /// The redis-server binary on $PATH, or empty.
 inline std::string redis_server_binary() {
     const char* path = std::getenv("PATH");
