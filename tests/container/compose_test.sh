@@ -204,7 +204,8 @@ state=$(platform)
     fail "the sleeping backend answers before anything woke it"
 # Several first requests at once: they wait on one wake, then the woken backend answers them
 # all. One that a busy machine starts late may find the backend already up (kind cached or
-# warm); every one that took part in the cold start must have been held until it listened.
+# warm), or join the wake another request started (kind cold, held for less); the request that
+# started the wake was held until the backend listened, START_DELAY_MS (500) after the wake.
 n=5
 for i in $(seq "$n"); do
     curl -s -m 10 -o "$work/cold$i.body" -D "$work/cold$i.head" -w '%{http_code} %{time_total}\n' \
@@ -221,15 +222,16 @@ for i in $(seq "$n"); do
     case $kind in
         cold)
             cold=$((cold + 1))
-            # Held until the backend listened: it starts START_DELAY_MS (500) after the wake.
-            awk -v t="$took" 'BEGIN { exit !(t >= 0.5) }' ||
-                fail "cold request $i answered in $took s: not held until the backend listened"
-            held=$took ;;
+            if [ -z "$held" ] || awk -v t="$took" -v h="$held" 'BEGIN { exit !(t > h) }'; then
+                held=$took
+            fi ;;
         cached | warm) ;;
         *) fail "cold request $i: x-route-kind '$kind'" ;;
     esac
 done
 [ "$cold" -ge 1 ] || fail "no request of the $n was a cold start"
+awk -v t="$held" 'BEGIN { exit !(t >= 0.5) }' ||
+    fail "the longest cold request took $held s: none was held until the backend listened"
 state=$(platform)
 [ "$state" = '{"state": "running", "wakes": 1, "starts": 1}' ] || fail "sleepy after: $state"
 wakes=$(metric spoa_cold_start_wakes_total)
