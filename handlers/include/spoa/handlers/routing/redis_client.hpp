@@ -30,8 +30,11 @@
 ///   service loop thread; they may run after the client was destroyed (completions with
 ///   `unavailable`), so they must own what they use.
 /// - connected, stats, render_metrics: any thread (atomics).
-/// - destruction: any thread but the service loop's; it posts the close of both connections. If
-///   the loop stopped first, the loop's at_stop hook has already closed them.
+/// - destruction: any thread (also the service loop's); it posts the close of both connections,
+///   which completes what is pending with `unavailable`. If the loop stopped first, the loop's
+///   at_stop hook has already closed them.
+/// Not built yet: a health PING on the subscription connection, so a server that stops
+/// answering but keeps its socket open (SIGSTOP) goes unnoticed there until it answers again.
 
 #include <cstdint>
 #include <functional>
