@@ -208,6 +208,9 @@ def test(env):
     wait_for("A counted its own echo",
              lambda: a.metric("spoa_redis_invalidations_total", 'event="own"') >= 1)
     check_fanout_latency(a, b)
+    # What B applied it did not publish again (no echo storm between agents).
+    check_eq(b.metric("spoa_redis_invalidations_total", 'event="published"'), 0,
+             "B published nothing")
 
     # A control-plane push to A reaches B.
     if cp:
