@@ -2,7 +2,7 @@
 """Circuit breaker: a backend killed under a route opens its circuit after `breaker.failures`
 (3) consecutive failed checks; while open, requests are refused by the agent at once (503,
 "circuit open" in the reason) instead of HAProxy trying a dead address; when the backend comes
-back the circuit goes half-open after the cool-down and closes on a successful trial.
+back the circuit goes half_open after the cool-down and closes on a successful trial.
 
 Active TCP checks every 100 ms; health.fall is set very high so that the breaker alone decides.
 Asserts: exactly 3 failed checks before the open transition; fast 503s while open (latency
@@ -72,7 +72,7 @@ def test(env):
     check(st.metric("spoa_endpoint_rejections_total", 'reason="open"') >= 20,
           'spoa_endpoint_rejections_total{reason="open"} counts the refusals')
 
-    # -- the backend comes back: half-open after the cool-down, then closed --------------------
+    # -- the backend comes back: half_open after the cool-down, then closed --------------------
     port2, backend = st.backend("brk", port=port, log_name="brk-restarted")
     t_back = time.monotonic()
     c.wait_for(lambda: transitions(st)[0]["closed"] >= 1, 10, "the circuit to close again")
@@ -84,13 +84,13 @@ def test(env):
                                        "spoa_breaker_endpoints", "spoa_health_checks_total",
                                        "spoa_endpoint_rejections_total"}))
     # The agent counts a transition before it logs it: wait for the line, not for the counter.
-    c.wait_log(st.agent, r"circuit of 127\.0\.0\.1:\d+ half-open -> closed")
+    c.wait_log(st.agent, r"circuit of 127\.0\.0\.1:\d+ half_open -> closed")
     circuit_log = [l for l in st.agent.log_text().splitlines() if "circuit of" in l]
     log("agent log:\n  " + "\n  ".join(circuit_log))
     check_eq(tr, {"open": 1, "half_open": 1, "closed": 1}, "breaker transitions")
-    check(re.search(r"open -> half-open", "\n".join(circuit_log)) and
-          re.search(r"half-open -> closed", "\n".join(circuit_log)),
-          "the log shows open -> half-open -> closed")
+    check(re.search(r"open -> half_open", "\n".join(circuit_log)) and
+          re.search(r"half_open -> closed", "\n".join(circuit_log)),
+          "the log shows open -> half_open -> closed")
     check_eq(m.get(("spoa_breaker_endpoints", 'state="closed"'), 0), 1.0,
              'spoa_breaker_endpoints{state="closed"}')
     check(t_closed - t_back >= COOLDOWN_MS / 1000 - 0.3,

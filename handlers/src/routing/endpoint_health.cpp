@@ -2,25 +2,13 @@
 
 #include <spdlog/spdlog.h>
 
+#include <array>
+#include <string_view>
+
 #include "spoa/handlers/routing/route_cache.hpp"
 #include "spoa/handlers/routing/tcp_probe.hpp"
 
 namespace spoa::handlers::routing {
-namespace {
-
-const char* circuit_name(endpoint_state::breaker b) {
-    switch (b) {
-        case endpoint_state::breaker::closed:
-            return "closed";
-        case endpoint_state::breaker::open:
-            return "open";
-        case endpoint_state::breaker::half_open:
-            return "half-open";
-    }
-    return "?";
-}
-
-}  // namespace
 
 std::string endpoint_state::name() const {
     return ip_.is_v6() ? "[" + ip_.to_string() + "]:" + std::to_string(port_)
@@ -47,6 +35,18 @@ std::string state_key(const ip_address& ip, std::uint16_t port) {
 }
 
 }  // namespace
+
+std::string_view to_string(endpoint_state::breaker b) noexcept {
+    switch (b) {
+        case endpoint_state::breaker::closed:
+            return "closed";
+        case endpoint_state::breaker::open:
+            return "open";
+        case endpoint_state::breaker::half_open:
+            return "half_open";
+    }
+    return "closed";
+}
 
 std::shared_ptr<endpoint_state> endpoint_health::find(const ip_address& ip,
                                                       std::uint16_t port) const {
@@ -97,7 +97,7 @@ void endpoint_health::transition(endpoint_state& s, endpoint_state::breaker to,
         s.trial_taken_.store(false, std::memory_order_relaxed);
     if (to == endpoint_state::breaker::closed)
         s.breaker_failures_.store(0, std::memory_order_relaxed);
-    log_->warn("circuit of {} {} -> {}{}{}", s.name(), circuit_name(from), circuit_name(to),
+    log_->warn("circuit of {} {} -> {}{}{}", s.name(), to_string(from), to_string(to),
                why.empty() ? "" : ": ", why);
 }
 
@@ -262,10 +262,11 @@ void endpoint_health::register_metrics(metrics_registry& m) {
         namespace prom = spoa::prometheus;
         prom::header(out, "spoa_breaker_transitions_total",
                      "Circuit breaker transitions, by new state.", "counter");
-        static const char* names[] = {"closed", "open", "half_open"};
+        constexpr std::array states{endpoint_state::breaker::closed, endpoint_state::breaker::open,
+                                    endpoint_state::breaker::half_open};
         for (int i = 0; i < 3; ++i) {
             prom::sample(out, "spoa_breaker_transitions_total",
-                         std::string("to=\"") + names[i] + "\"",
+                         "to=\"" + std::string(to_string(states[i])) + "\"",
                          transitions_[i].load(std::memory_order_relaxed));
         }
         std::uint64_t counts[3] = {0, 0, 0};
@@ -280,8 +281,8 @@ void endpoint_health::register_metrics(metrics_registry& m) {
         }
         prom::header(out, "spoa_breaker_endpoints", "Endpoints by circuit state.", "gauge");
         for (int i = 0; i < 3; ++i) {
-            prom::sample(out, "spoa_breaker_endpoints", std::string("state=\"") + names[i] + "\"",
-                         counts[i]);
+            prom::sample(out, "spoa_breaker_endpoints",
+                         "state=\"" + std::string(to_string(states[i])) + "\"", counts[i]);
         }
         prom::header(out, "spoa_endpoints_tracked",
                      "Endpoints with health and circuit state (unused healthy ones are dropped).",

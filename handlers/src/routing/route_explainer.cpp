@@ -59,18 +59,6 @@ std::variant<std::vector<ip_address>, std::string> addresses_of(const std::strin
     return out;
 }
 
-std::string_view breaker_name(endpoint_state::breaker b) noexcept {
-    switch (b) {
-        case endpoint_state::breaker::closed:
-            return "closed";
-        case endpoint_state::breaker::open:
-            return "open";
-        case endpoint_state::breaker::half_open:
-            return "half_open";
-    }
-    return "closed";
-}
-
 void write_route(json_writer& w, const route& r) {
     const auto endpoints = [&w](const std::vector<endpoint>& eps) {
         w.begin_array();
@@ -222,7 +210,7 @@ std::string route_explainer::explain(app_protocol proto, std::string_view raw_id
                 if (const auto st = health_.find(ip, ep.port)) {
                     w.member("health_tracked", true)
                         .member("healthy", st->healthy())
-                        .member("breaker", breaker_name(st->circuit()));
+                        .member("breaker", to_string(st->circuit()));
                 } else {
                     w.member("health_tracked", false);
                 }

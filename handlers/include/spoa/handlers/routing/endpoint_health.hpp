@@ -12,6 +12,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -81,6 +82,9 @@ class endpoint_state {
     ip_address ip_;
     std::uint16_t port_;
 };
+
+/// "closed", "open", "half_open": in logs, metric labels and /explain alike.
+[[nodiscard]] std::string_view to_string(endpoint_state::breaker b) noexcept;
 
 class endpoint_health {
   public:
