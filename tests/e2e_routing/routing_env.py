@@ -452,6 +452,18 @@ class PgCluster:
                       f"current_database()::text as database")
 
 
+def two_clusters(stack):
+    """Clusters A and B (initdb in parallel), each with the databases alpha and beta whose
+    table `whoami` names the cluster."""
+    clusters = [PgCluster(stack, "A"), PgCluster(stack, "B")]
+    for c in clusters:
+        c.start()
+        for db in ("alpha", "beta"):
+            c.create_database(db)
+    log(f"PostgreSQL clusters: A on {clusters[0].port}, B on {clusters[1].port}")
+    return clusters
+
+
 def psql(port, dbname, sql, sslmode="disable", check_rc=True, timeout=20, extra=""):
     """psql -c `sql`; sslmode=None leaves libpq's default (prefer, or $PGSSLMODE: removed)."""
     ssl = f"sslmode={sslmode} " if sslmode else ""

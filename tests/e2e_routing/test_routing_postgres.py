@@ -74,13 +74,7 @@ def check_refusal(port, db, sqlstate, reason_part):
 
 def test(env):
     st = r.Stack(env)
-    clusters = [r.PgCluster(st, "A"), r.PgCluster(st, "B")]  # initdb runs in parallel
-    for c in clusters:
-        c.start()
-        for db in ("alpha", "beta"):
-            c.create_database(db)
-    ca, cb = clusters
-    log(f"PostgreSQL clusters: A on {ca.port}, B on {cb.port}")
+    ca, cb = r.two_clusters(st)
     st.start_agent(config(ca.port, cb.port))
     st.start_haproxy()
     port = st.pg_port

@@ -59,12 +59,7 @@ def start_haproxy(st, upstream, upstream_ca):
 
 def test(env):
     st = r.Stack(env)
-    clusters = [r.PgCluster(st, "A"), r.PgCluster(st, "B")]  # initdb runs in parallel
-    for c in clusters:
-        c.start()
-        for db in ("alpha", "beta"):
-            c.create_database(db)
-    ca, cb = clusters
+    ca, cb = r.two_clusters(st)
     front_key, front_crt = r.self_signed(st, "pg.test")
     pem = st.write("pg.test.pem", open(front_crt).read() + open(front_key).read())
     up_key, up_crt = r.self_signed(st, "upstream")
