@@ -107,28 +107,26 @@ class SmtpSink:
             writer.close()
 
 
+async def pump(reader, writer):
+    """Copies reader to writer until EOF, then closes writer."""
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    except ConnectionError:
+        pass
+    finally:
+        writer.close()
+
+
 async def greet_conn(reader, writer, name):
     try:
         writer.write(f"GREETING {name}\n".encode())
         await writer.drain()
-        while data := await reader.read(65536):
-            writer.write(data)
-            await writer.drain()
     except ConnectionError:
-        pass
-    finally:
         writer.close()
-
-
-async def pump(reader, writer):
-    try:
-        while data := await reader.read(65536):
-            writer.write(data)
-            await writer.drain()
-    except ConnectionError:
-        pass
-    finally:
-        writer.close()
+        return
+    await pump(reader, writer)
 
 
 async def pg_tls_conn(reader, writer, upstream_port):
