@@ -311,6 +311,18 @@ redis_options parse_redis(const config_section& s) {
     if (o.reconnect_max < o.reconnect_min)
         s.fail(s["reconnect_max_ms"], "redis.reconnect_max_ms must not be below reconnect_min_ms");
     o.max_pending = s.count("max_pending", 1, max_table_size).value_or(o.max_pending);
+    o.ping_interval = positive_millis(s, "ping_interval_ms", o.ping_interval);
+    o.wake_lease = s.millis("wake_lease_ms").value_or(o.wake_lease);
+    o.shared_cache = s.flag("shared_cache").value_or(o.shared_cache);
+    o.coordinate_resolves = s.flag("coordinate_resolves").value_or(o.coordinate_resolves);
+    o.resolve_lease = positive_millis(s, "resolve_lease_ms", o.resolve_lease);
+    o.activity_interval = s.millis("activity_interval_ms").value_or(o.activity_interval);
+    o.ping_interval = positive_millis(s, "ping_interval_ms", o.ping_interval);
+    o.wake_lease = s.millis("wake_lease_ms").value_or(o.wake_lease);
+    o.shared_cache = s.flag("shared_cache").value_or(o.shared_cache);
+    o.coordinate_resolves = s.flag("coordinate_resolves").value_or(o.coordinate_resolves);
+    o.resolve_lease = positive_millis(s, "resolve_lease_ms", o.resolve_lease);
+    o.activity_interval = s.millis("activity_interval_ms").value_or(o.activity_interval);
     return o;
 }
 
@@ -363,7 +375,10 @@ routing_config from_node(const YAML::Node& root, const std::string& origin) {
     if (const auto s =
             top.section("redis", {"address", "database", "user", "password", "key_prefix",
                                   "agent_id", "connect_timeout_ms", "command_timeout_ms",
-                                  "reconnect_min_ms", "reconnect_max_ms", "max_pending"}))
+                                  "reconnect_min_ms", "reconnect_max_ms", "max_pending",
+                                  "ping_interval_ms", "wake_lease_ms", "shared_cache",
+                                  "coordinate_resolves", "resolve_lease_ms",
+                                  "activity_interval_ms"}))
         cfg.redis = parse_redis(*s);
     check_routes(top["routes"], origin);
     return cfg;

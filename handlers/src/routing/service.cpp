@@ -17,9 +17,17 @@
 
 namespace spoa::handlers::routing {
 
+namespace {
+std::shared_ptr<spdlog::logger> silent_logger() {
+    return std::make_shared<spdlog::logger>("routing");  // no sink
+}
+}  // namespace
+
 service::service(const routing_config& cfg, agent& a, std::shared_ptr<spdlog::logger> logger)
-    : logger_(std::move(logger)), loop_(std::make_shared<handlers::service_loop>()) {
+    : logger_(logger ? std::move(logger) : silent_logger()),
+      loop_(std::make_shared<handlers::service_loop>()) {
     if (cfg.path.empty()) throw std::runtime_error("a routing service needs its route file");
+    if (cfg.redis) redis_ = std::make_shared<redis_client>(*cfg.redis, loop_, logger_);
     static_routes_ = std::make_shared<static_resolver>(cfg.path);
     // static: the file's routes; remote: the control plane; chain: the file's routes first, the
     // control plane for the ids they do not know.
@@ -39,8 +47,10 @@ service::service(const routing_config& cfg, agent& a, std::shared_ptr<spdlog::lo
 
 service::service(std::shared_ptr<resolver> own, const routing_config& cfg, agent& a,
                  std::shared_ptr<spdlog::logger> logger)
-    : logger_(std::move(logger)), loop_(std::make_shared<handlers::service_loop>()) {
+    : logger_(logger ? std::move(logger) : silent_logger()),
+      loop_(std::make_shared<handlers::service_loop>()) {
     if (!own) throw std::invalid_argument("routing service: the resolver is null");
+    if (cfg.redis) redis_ = std::make_shared<redis_client>(*cfg.redis, loop_, logger_);
     start(std::move(own), cfg, a);
 }
 
@@ -53,7 +63,6 @@ service::~service() {
 }
 
 void service::start(std::shared_ptr<resolver> active, const routing_config& cfg, agent& a) {
-    if (!logger_) logger_ = std::make_shared<spdlog::logger>("routing");  // no sink: silent
     router_ = std::make_unique<routing::router>(active, cfg.ssrf, cfg.router, loop_, logger_);
     if (cfg.redis) start_fleet(*cfg.redis, a);
     if (remote_) {
@@ -94,7 +103,6 @@ void service::start(std::shared_ptr<resolver> active, const routing_config& cfg,
 }
 
 void service::start_fleet(const redis_options& opts, agent& a) {
-    redis_ = std::make_shared<redis_client>(opts, loop_, logger_);
     auto id = opts.agent_id.empty() ? random_agent_id() : opts.agent_id;
     // Both callbacks run on the service loop, which ends before the router.
     fanout_ = std::make_shared<invalidation_fanout>(

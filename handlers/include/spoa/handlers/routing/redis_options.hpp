@@ -29,6 +29,23 @@ struct redis_options {
     /// Commands sent and not yet answered (timed-out ones included, as Redis still owes their
     /// answer); beyond it a command fails at once (`overloaded`).
     std::size_t max_pending = 10000;
+    /// A PING on each connection after this long without traffic; no answer within
+    /// command_timeout counts as a lost connection (a paused server keeps its socket open).
+    std::chrono::milliseconds ping_interval{1000};
+
+    /// One wake per resource across the fleet (README "Running several agents"): the agent
+    /// that starts a cold start holds `<prefix>wake:<protocol>:<id>` this long, renewed while it
+    /// waits; the others follow its outcome. 0: every agent wakes on its own.
+    std::chrono::milliseconds wake_lease{3000};
+    /// The second tier of the route cache: misses read `<prefix>route:<protocol>:<id>` before
+    /// resolving and write what they resolved, with its TTL.
+    bool shared_cache = true;
+    /// Resolver misses coordinated like wakes (`<prefix>resolve:<protocol>:<id>`), so that N
+    /// agents call a remote resolver once per id; worth it only for a remote resolver.
+    bool coordinate_resolves = false;
+    std::chrono::milliseconds resolve_lease{1000};
+    /// Activity (requests, last seen) written to Redis this often, pipelined; 0: not written.
+    std::chrono::milliseconds activity_interval{1000};
 };
 
 }  // namespace spoa::handlers::routing

@@ -67,7 +67,8 @@ class service {
     std::shared_ptr<remote_resolver> remote_;         ///< the control plane, if used
     std::unique_ptr<routing::router> router_;
     std::unique_ptr<feedback_log> feedback_;
-    std::shared_ptr<redis_client> redis_;          ///< the fleet's Redis, if configured
+    /// The fleet's Redis, if configured: made first, as the `redis` resolver uses it too.
+    std::shared_ptr<redis_client> redis_;
     std::shared_ptr<invalidation_fanout> fanout_;  ///< invalidations shared through it
 };
 
