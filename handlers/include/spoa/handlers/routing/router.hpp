@@ -104,6 +104,7 @@ class router {
     void on_admin_invalidate(invalidation_observer fn) { admin_invalidated_ = std::move(fn); }
 
     [[nodiscard]] route_cache& cache() noexcept { return cache_; }
+    [[nodiscard]] const activity_table& activity() const noexcept { return activity_; }
     [[nodiscard]] endpoint_health& health() noexcept { return *health_; }
     [[nodiscard]] cold_starter& cold_starts() noexcept { return *cold_; }
     /// Reports a failed connection to ip:port (passive signal): counts for its circuit and
