@@ -44,6 +44,12 @@ struct resource_activity {
     std::atomic<std::uint64_t> last_seen_ms{0};
     std::atomic<std::uint64_t> decisions{0};
     std::atomic<std::uint64_t> last_reported_ms{0};
+    /// What of `decisions` and `last_seen_ms` the fleet's activity exporter has already handed to
+    /// Redis (activity_exporter.hpp). Touched only by that exporter (one per table), on the
+    /// service loop thread, under the activity table's lock; nothing else reads them. Kept in
+    /// the record so that a record evicted and made again starts from zero with its counts.
+    mutable std::uint64_t exported_decisions = 0;
+    mutable std::uint64_t exported_seen_ms = 0;
 
     /// True for exactly one caller per `interval_ms` window. Loop threads pass their own
     /// clock readings, which can be a little behind the one that last reported: a reading
