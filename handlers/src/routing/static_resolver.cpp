@@ -58,7 +58,9 @@ std::vector<path_route> parse_paths(const config_section& s) {
     return out;
 }
 
-route_table::entry parse_entry(const YAML::Node& n, const std::string& where) {
+}  // namespace
+
+route_table::entry route_table::parse_entry(const YAML::Node& n, const std::string& where) {
     if (!n.IsMap()) bad(n, "a route must be a map with endpoints (or error)");
     if (n["error"]) {
         return parse_error_entry(
@@ -85,8 +87,6 @@ route_table::entry parse_entry(const YAML::Node& n, const std::string& where) {
     }
     return r;
 }
-
-}  // namespace
 
 YAML::Node load_yaml_file(const std::string& path) {
     try {

@@ -29,6 +29,11 @@ class route_table {
     /// Parses the `routes:` node: protocol -> id -> route. Throws std::runtime_error with the
     /// line and the problem.
     [[nodiscard]] static std::shared_ptr<const route_table> parse(const YAML::Node& routes);
+    /// One route of that section (a map with endpoints, paths, metadata, ttl_ms, timeout_ms,
+    /// state; or error, reason, retry_after_ms), wherever it was read from (the `redis`
+    /// resolver reads the same fields from Redis). `where` names it in messages. Throws
+    /// std::runtime_error("line N: problem"), or a YAML::Exception for a value of the wrong type.
+    [[nodiscard]] static entry parse_entry(const YAML::Node& n, const std::string& where);
 
     /// The entry for `id` of protocol `p`, or nullptr.
     [[nodiscard]] const entry* find(app_protocol p, std::string_view id) const;
