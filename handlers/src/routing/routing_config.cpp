@@ -73,19 +73,66 @@ remote_resolver_options parse_remote(const config_section& s) {
     return o;
 }
 
-void parse_resolver(const config_section& s, routing_config& cfg) {
+using chain_link = routing_config::chain_link;
+
+constexpr std::pair<std::string_view, chain_link> chain_names[] = {
+    {"static", chain_link::static_routes},
+    {"redis", chain_link::redis},
+    {"remote", chain_link::remote}};
+
+chain_link chain_entry(const config_section& s, const YAML::Node& item) {
+    const auto word = item.IsScalar() ? item.as<std::string>() : std::string();
+    for (const auto& [name, link] : chain_names)
+        if (name == word) return link;
+    s.fail(item, "resolver.chain entries must be static, redis or remote");
+}
+
+/// `resolver.chain`: the order a chain asks its resolvers in; each at most once, two or more.
+std::vector<chain_link> parse_chain(const config_section& s) {
+    const auto node = s["chain"];
+    if (!node.IsSequence()) s.fail(node, "resolver.chain must be a list of static, redis, remote");
+    std::vector<chain_link> out;
+    for (const auto& item : node) {
+        const auto link = chain_entry(s, item);
+        if (std::find(out.begin(), out.end(), link) != out.end())
+            s.fail(item, "resolver.chain names " + item.as<std::string>() + " twice");
+        out.push_back(link);
+    }
+    if (out.size() < 2)
+        s.fail(node, "resolver.chain needs at least two of static, redis and remote");
+    return out;
+}
+
+bool chains(const routing_config& cfg, chain_link link) {
+    return cfg.resolver == routing_config::resolver_kind::chain &&
+           std::find(cfg.chain.begin(), cfg.chain.end(), link) != cfg.chain.end();
+}
+
+/// `has_redis`: the file has a `redis:` section (read after this one), which the `redis`
+/// resolver needs.
+void parse_resolver(const config_section& s, bool has_redis, routing_config& cfg) {
     using kind = routing_config::resolver_kind;
     cfg.resolver = s.choice<kind>("type", {{"static", kind::static_routes},
                                            {"remote", kind::remote},
-                                           {"chain", kind::chain}})
+                                           {"chain", kind::chain},
+                                           {"redis", kind::redis}})
                        .value_or(kind::static_routes);
+    if (s.has("chain")) {
+        if (cfg.resolver != kind::chain)
+            s.fail(s["chain"], "resolver.chain needs resolver.type chain");
+        cfg.chain = parse_chain(s);
+    }
     if (const auto rem = s.section("remote", {"address", "timeout_ms", "reconnect_min_ms",
                                               "reconnect_max_ms", "max_pending"})) {
         cfg.remote = parse_remote(*rem);
     }
-    if (cfg.resolver != kind::static_routes && !cfg.remote) {
+    if ((cfg.resolver == kind::remote || chains(cfg, chain_link::remote)) && !cfg.remote) {
         s.fail("resolver.type " + *s.text("type") + " needs resolver.remote.address");
     }
+    if (!has_redis && cfg.resolver == kind::redis)
+        s.fail(s["type"], "resolver.type redis needs a redis: section (the fleet's Redis)");
+    if (!has_redis && chains(cfg, chain_link::redis))
+        s.fail(s["chain"], "resolver.chain names redis, which needs a redis: section");
     cfg.router.resolve_timeout = s.millis("timeout_ms").value_or(cfg.router.resolve_timeout);
 }
 
@@ -349,8 +396,8 @@ routing_config from_node(const YAML::Node& root, const std::string& origin) {
         root, origin, "",
         {"resolver", "cache", "ssrf", "postgres", "tcp", "metadata_variables", "routes",
          "cold_start", "health", "breaker", "activity", "passive", "redis"});
-    if (const auto s = top.section("resolver", {"type", "remote", "timeout_ms"}))
-        parse_resolver(*s, cfg);
+    if (const auto s = top.section("resolver", {"type", "chain", "remote", "timeout_ms"}))
+        parse_resolver(*s, top.has("redis"), cfg);
     if (const auto s = top.section("cache", {"ttl_ms", "negative_ttl_ms", "max_entries"}))
         parse_cache(*s, cfg.router.cache);
     if (const auto s = top.section("ssrf", {"mode", "allow", "block"})) cfg.ssrf = parse_ssrf(*s);

@@ -10,6 +10,7 @@
 #include "spoa/handlers/routing/invalidation_fanout.hpp"
 #include "spoa/handlers/routing/invalidation_message.hpp"
 #include "spoa/handlers/routing/redis_client.hpp"
+#include "spoa/handlers/routing/redis_resolver.hpp"
 #include "spoa/handlers/routing/remote_resolver.hpp"
 #include "spoa/handlers/routing/router.hpp"
 #include "spoa/handlers/routing/static_resolver.hpp"
@@ -21,6 +22,17 @@ namespace {
 std::shared_ptr<spdlog::logger> silent_logger() {
     return std::make_shared<spdlog::logger>("routing");  // no sink
 }
+
+/// chain(a, chain(b, c)): each link asks the next only after a `not_found`.
+template <typename Make>
+std::shared_ptr<resolver> chain_of(const std::vector<routing_config::chain_link>& links,
+                                   Make&& make) {
+    if (links.size() < 2) throw std::runtime_error("a resolver chain needs two resolvers");
+    std::shared_ptr<resolver> rest = make(links.back());
+    for (auto it = links.rbegin() + 1; it != links.rend(); ++it)
+        rest = std::make_shared<chain_resolver>(make(*it), std::move(rest));
+    return rest;
+}
 }  // namespace
 
 service::service(const routing_config& cfg, agent& a, std::shared_ptr<spdlog::logger> logger)
@@ -29,17 +41,38 @@ service::service(const routing_config& cfg, agent& a, std::shared_ptr<spdlog::lo
     if (cfg.path.empty()) throw std::runtime_error("a routing service needs its route file");
     if (cfg.redis) redis_ = std::make_shared<redis_client>(*cfg.redis, loop_, logger_);
     static_routes_ = std::make_shared<static_resolver>(cfg.path);
-    // static: the file's routes; remote: the control plane; chain: the file's routes first, the
-    // control plane for the ids they do not know.
-    std::shared_ptr<resolver> active = static_routes_;
-    using kind = routing_config::resolver_kind;
-    if (cfg.resolver != kind::static_routes) {
-        remote_ = std::make_shared<remote_resolver>(*cfg.remote, loop_, logger_);
-        if (cfg.resolver == kind::remote) {
-            active = remote_;
-        } else {
-            active = std::make_shared<chain_resolver>(static_routes_, remote_);
+    // static: the file's routes; remote: the control plane; redis: the routes a platform stores
+    // in Redis; chain: those of cfg.chain in turn, the next for the ids the previous do not know.
+    using link = routing_config::chain_link;
+    auto source = [&](link l) -> std::shared_ptr<resolver> {
+        switch (l) {
+            case link::static_routes:
+                return static_routes_;
+            case link::remote:
+                if (!cfg.remote) throw std::runtime_error("the remote resolver needs an address");
+                remote_ = std::make_shared<remote_resolver>(*cfg.remote, loop_, logger_);
+                return remote_;
+            case link::redis:
+                if (!redis_) throw std::runtime_error("the redis resolver needs a redis: section");
+                return std::make_shared<redis_resolver>(redis_, logger_);
         }
+        throw std::logic_error("unknown resolver");
+    };
+    using kind = routing_config::resolver_kind;
+    std::shared_ptr<resolver> active;
+    switch (cfg.resolver) {
+        case kind::static_routes:
+            active = source(link::static_routes);
+            break;
+        case kind::remote:
+            active = source(link::remote);
+            break;
+        case kind::redis:
+            active = source(link::redis);
+            break;
+        case kind::chain:
+            active = chain_of(cfg.chain, source);
+            break;
     }
     start(std::move(active), cfg, a);
     add_reload(cfg.path, a);

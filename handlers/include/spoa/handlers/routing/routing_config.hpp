@@ -30,8 +30,12 @@ struct remote_resolver_options {
 
 struct routing_config {
     std::string path;  ///< the file it came from
-    enum class resolver_kind : std::uint8_t { static_routes, remote, chain };
+    enum class resolver_kind : std::uint8_t { static_routes, remote, chain, redis };
     resolver_kind resolver = resolver_kind::static_routes;
+    /// What a chain is made of: each asked in this order, the next only after a `not_found`.
+    enum class chain_link : std::uint8_t { static_routes, redis, remote };
+    /// `resolver.chain` (at least two, each once); used only when `resolver` is `chain`.
+    std::vector<chain_link> chain{chain_link::static_routes, chain_link::remote};
     std::optional<remote_resolver_options> remote;
     router_options router;
     ssrf_policy ssrf;
