@@ -572,15 +572,19 @@ void router::start_resolve(std::string key, std::string id, resolve_context ctx)
                     ctx = std::move(ctx)](uv_loop_t*) mutable {
         struct flight {
             bool done = false;
+            bool leader = false;  ///< holds the fleet's resolve lease for this key
             std::uint64_t timer = 0;
             std::uint64_t started_ns = now_ns();
         };
         auto f = std::make_shared<flight>();
+        const app_protocol proto = ctx.proto;
         const auto timeout_ms = static_cast<std::uint64_t>(opts_.resolve_timeout.count());
-        f->timer = service_->start_timer(timeout_ms, [this, f, key, timeout_ms] {
+        f->timer = service_->start_timer(timeout_ms, [this, f, key, timeout_ms, proto, id] {
             if (f->done) return;
             f->done = true;
             resolve_timeouts_.fetch_add(1, std::memory_order_relaxed);
+            // The fleet's followers of this key stop waiting for an answer that will not come.
+            if (f->leader) shared_->resolved(proto, id, nullptr, std::chrono::milliseconds(0), true);
             finish_resolve(key, nullptr,
                            std::make_shared<resolve_error>(resolve_error{
                                error_code::timeout,
@@ -588,19 +592,17 @@ void router::start_resolve(std::string key, std::string id, resolve_context ctx)
                                {}}),
                            std::nullopt);
         });
-        auto on_result = [this, f, key, ctx, id](resolve_result res) {
-            if (f->done) return;
-            if (auto* err = std::get_if<resolve_error>(&res)) {
-                f->done = true;
-                service_->cancel_timer(f->timer);
-                resolve_seconds_->observe(static_cast<double>(now_ns() - f->started_ns) * 1e-9);
-                finish_resolve(key, nullptr, std::make_shared<resolve_error>(std::move(*err)),
-                               std::nullopt);
-                return;
-            }
-            route r = std::get<route>(std::move(res));
-            const auto ttl = r.ttl;
-            checker_.check(std::move(r), [this, f, key, ttl, proto = ctx.proto, id](
+        auto fail = [this, f, key](resolve_error err) {
+            f->done = true;
+            service_->cancel_timer(f->timer);
+            resolve_seconds_->observe(static_cast<double>(now_ns() - f->started_ns) * 1e-9);
+            finish_resolve(key, nullptr, std::make_shared<resolve_error>(std::move(err)),
+                           std::nullopt);
+        };
+        // A route, from the resolver or the shared tier, checked against this agent's policy.
+        auto check = [this, f, key, proto, id](route r,
+                                               std::optional<std::chrono::milliseconds> ttl) {
+            checker_.check(std::move(r), [this, f, key, ttl, proto, id](
                                              std::shared_ptr<checked_route> checked,
                                              std::optional<resolve_error> err) {
                 if (f->done) return;
@@ -621,16 +623,57 @@ void router::start_resolve(std::string key, std::string id, resolve_context ctx)
                 finish_resolve(key, std::move(checked), nullptr, ttl);
             });
         };
-        // Resolvers may answer on any thread; the rest of the work happens on the service loop.
-        resolver_->resolve(id, ctx, [this, on_result](resolve_result res) mutable {
-            if (service_->on_loop_thread()) {
-                on_result(std::move(res));
+        auto on_result = [this, f, proto, id, fail, check](resolve_result res) {
+            if (f->done) return;
+            // The resolver's answer is shared as it came, before this agent's checks.
+            if (shared_) shared_->resolved(proto, id, &res, shared_ttl(res, opts_.cache), f->leader);
+            if (auto* err = std::get_if<resolve_error>(&res)) {
+                fail(std::move(*err));
                 return;
             }
-            service_->post([on_result, res = std::move(res)](uv_loop_t*) mutable {
-                on_result(std::move(res));
+            route r = std::get<route>(std::move(res));
+            const auto ttl = r.ttl;
+            check(std::move(r), ttl);
+        };
+        // Resolvers may answer on any thread; the rest of the work happens on the service loop.
+        auto call_resolver = [this, id, ctx, on_result] {
+            resolver_->resolve(id, ctx, [this, on_result](resolve_result res) mutable {
+                if (service_->on_loop_thread()) {
+                    on_result(std::move(res));
+                    return;
+                }
+                service_->post([on_result, res = std::move(res)](uv_loop_t*) mutable {
+                    on_result(std::move(res));
+                });
             });
-        });
+        };
+        if (!shared_) {
+            call_resolver();
+            return;
+        }
+        // The shared tier first; a follower of another agent's resolve waits at most half the
+        // deadline, so that a resolve of its own still fits in the rest.
+        shared_->begin_miss(
+            proto, id, opts_.resolve_timeout / 2,
+            [this, f, proto, id, fail, check, call_resolver](shared_route_tier::miss_start s) {
+                if (f->done) {
+                    if (s.leader)
+                        shared_->resolved(proto, id, nullptr, std::chrono::milliseconds(0), true);
+                    return;
+                }
+                f->leader = s.leader;
+                if (!s.shared) {
+                    call_resolver();
+                    return;
+                }
+                if (auto* err = std::get_if<resolve_error>(&s.shared->answer)) {
+                    fail(std::move(*err));
+                    return;
+                }
+                route r = std::get<route>(std::move(s.shared->answer));
+                const auto ttl = s.shared->ttl_left ? s.shared->ttl_left : r.ttl;
+                check(std::move(r), ttl);
+            });
     });
 }
 

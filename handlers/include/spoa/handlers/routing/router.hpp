@@ -22,6 +22,7 @@
 #include "spoa/handlers/routing/postgres_startup.hpp"
 #include "spoa/handlers/routing/resolver.hpp"
 #include "spoa/handlers/routing/route_cache.hpp"
+#include "spoa/handlers/routing/shared_route_tier.hpp"
 #include "spoa/handlers/routing/ssrf.hpp"
 #include "spoa/handlers/service_loop.hpp"
 
@@ -102,6 +103,10 @@ class router {
     /// the other agents of a fleet. Not called by invalidate() itself, so that an invalidation
     /// received from elsewhere is not sent on again. Set before attach().
     void on_admin_invalidate(invalidation_observer fn) { admin_invalidated_ = std::move(fn); }
+
+    /// The fleet's shared cache tier, read on misses and written with what the resolver
+    /// answered (shared_route_tier.hpp). Set before attach(); null (the default): none.
+    void share_routes(std::shared_ptr<shared_route_tier> tier) { shared_ = std::move(tier); }
 
     [[nodiscard]] route_cache& cache() noexcept { return cache_; }
     [[nodiscard]] const activity_table& activity() const noexcept { return activity_; }
@@ -188,6 +193,7 @@ class router {
     activity_table activity_;
     std::unique_ptr<route_explainer> explainer_;  ///< GET /explain (admin thread)
     invalidation_observer admin_invalidated_;     ///< set before attach(); admin thread
+    std::shared_ptr<shared_route_tier> shared_;   ///< set before attach(); service loop
     std::atomic<std::uint64_t> decisions_ok_[4]{};
     std::atomic<std::uint64_t> decisions_err_[4][5]{};
     std::atomic<std::uint64_t> bad_requests_{0};
