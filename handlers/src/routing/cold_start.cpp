@@ -87,6 +87,12 @@ struct cold_starter::pending {
     bool done = false;
     bool woken = false;        ///< a wake was sent (false: the backend was already up)
     bool first_probe = false;  ///< the probe made before waking a fixed-table route
+    bool polling = false;      ///< a readiness poll chain runs (it reschedules itself)
+    // A fleet (coordinate_wakes):
+    bool leader = false;     ///< this agent holds the wake lease
+    bool following = false;  ///< another agent wakes it; this one polls and may take over
+    bool claiming = false;   ///< a claim is in flight
+    std::uint64_t next_claim_ms = 0;
 };
 
 cold_starter::cold_starter(handlers::service_loop& loop, resolver& r, endpoint_checker& checker,
@@ -178,7 +184,90 @@ void cold_starter::begin(const std::shared_ptr<pending>& p) {
     wake(p);
 }
 
+void cold_starter::coordinate_wakes(std::shared_ptr<wake_coordinator> c) {
+    coordinator_ = std::move(c);
+    if (!coordinator_) return;
+    // Runs on the service loop, which ends before the starter is destroyed.
+    coordinator_->on_outcome([this](app_protocol proto, std::string_view id,
+                                    wake_coordinator::outcome o) {
+        other_agent_outcome(proto, id, o);
+    });
+}
+
 void cold_starter::wake(const std::shared_ptr<pending>& p) {
+    if (coordinator_) {
+        claim(p);
+        return;
+    }
+    send_wake(p);
+}
+
+void cold_starter::claim(const std::shared_ptr<pending>& p) {
+    p->claiming = true;
+    coordinator_->claim(p->ctx.proto, p->id, [this, p](wake_coordinator::claim_result r) {
+        p->claiming = false;
+        if (p->done || stopping_) return;
+        using result = wake_coordinator::claim_result;
+        if (r == result::lost) {
+            follow(p);
+            return;
+        }
+        if (p->following) log_->warn("cold start of {}: taking over the wake", p->key);
+        p->following = false;
+        p->leader = r == result::won;
+        send_wake(p);
+        if (p->leader) keep_lease(p);
+    });
+}
+
+void cold_starter::follow(const std::shared_ptr<pending>& p) {
+    // Claim again after a part of the lease: if the holder died, its lease runs out and one of
+    // the followers wins the next claim and wakes.
+    const auto lease = static_cast<std::uint64_t>(coordinator_->lease().count());
+    p->next_claim_ms = steady_ms() + std::clamp<std::uint64_t>(lease / 4, 20, 500);
+    if (p->following) return;  // a retry from the poll chain, which goes on
+    p->following = true;
+    p->woken = true;  // the requests wait for a wake, another agent's
+    p->wake_started_ms = steady_ms();
+    log_->info("cold start of {}: another agent wakes the backend, following", p->key);
+    poll(p);
+}
+
+void cold_starter::keep_lease(const std::shared_ptr<pending>& p) {
+    const auto every = std::max<std::uint64_t>(
+        1, static_cast<std::uint64_t>(coordinator_->lease().count()) / 3);
+    loop_.start_timer(every, [this, p] {
+        if (p->done || stopping_) return;
+        coordinator_->renew(p->ctx.proto, p->id);
+        keep_lease(p);
+    });
+}
+
+void cold_starter::release_lease(const pending& p, wake_coordinator::outcome o) {
+    if (p.leader) coordinator_->release(p.ctx.proto, p.id, o);
+}
+
+void cold_starter::other_agent_outcome(app_protocol proto, std::string_view id,
+                                       wake_coordinator::outcome o) {
+    std::shared_ptr<pending> p;
+    {
+        std::lock_guard lock(mutex_);
+        for (const auto& [key, candidate] : pending_) {
+            if (candidate->ctx.proto == proto && candidate->id == id) p = candidate;
+        }
+    }
+    if (!p || p->done || p->leader) return;
+    if (o == wake_coordinator::outcome::failed) {
+        fail(p, resolve_error{error_code::unavailable, "the backend failed to start", {}},
+             cold_start_outcome::wake_failed);
+        return;
+    }
+    // Ready elsewhere: the poll chain's next step (at most poll_max away) confirms it here; a
+    // route that was never probed here is not trusted on another agent's word alone.
+    p->delay_ms = static_cast<std::uint64_t>(std::max<std::int64_t>(1, opts_.poll_initial.count()));
+}
+
+void cold_starter::send_wake(const std::shared_ptr<pending>& p) {
     p->woken = true;
     p->wake_started_ms = steady_ms();
     wakes_.fetch_add(1, std::memory_order_relaxed);
@@ -189,7 +278,7 @@ void cold_starter::wake(const std::shared_ptr<pending>& p) {
             fail(p, std::move(*err), cold_start_outcome::wake_failed);
             return;
         }
-        poll(p);
+        if (!p->polling) poll(p);  // a takeover joins the poll chain already running
     };
     if (opts_.waker == cold_start_options::waker_kind::http && http_) {
         handlers::http_request req = opts_.http;
@@ -220,6 +309,8 @@ void cold_starter::wake(const std::shared_ptr<pending>& p) {
 
 void cold_starter::poll(const std::shared_ptr<pending>& p) {
     if (p->done || stopping_) return;
+    p->polling = true;
+    if (p->following && !p->claiming && steady_ms() >= p->next_claim_ms) claim(p);
     if (!resolver_.reports_state() || p->cp_ready) {
         probe(p);
         return;
@@ -323,6 +414,7 @@ void cold_starter::ready(const std::shared_ptr<pending>& p) {
     if (!warm->activity) warm->activity = p->activity;
     std::shared_ptr<const checked_route> route = warm;
     cache_.store(p->key, route);
+    if (coordinator_) release_lease(*p, wake_coordinator::outcome::ready);
     if (p->woken) {
         count(cold_start_outcome::ready);
         if (wake_seconds_)
@@ -351,6 +443,7 @@ void cold_starter::fail(const std::shared_ptr<pending>& p, resolve_error err,
         failed_[p->key] = {now + static_cast<std::uint64_t>(ttl.count()), err};
     }
     count(outcome);
+    if (coordinator_) release_lease(*p, wake_coordinator::outcome::failed);
     log_->warn("cold start of {} failed ({}): {}", p->key, to_string(outcome), err.reason);
     auto shared = std::make_shared<const resolve_error>(std::move(err));
     for (auto& e : waiters)

@@ -8,7 +8,8 @@ namespace {
 constexpr std::string_view version = "1";
 constexpr std::string_view every_protocol = "*";
 
-/// The next space-separated field of `rest`, removed from it.
+}  // namespace
+
 std::string_view next_field(std::string_view& rest) noexcept {
     const auto space = rest.find(' ');
     const auto field = rest.substr(0, space);
@@ -16,7 +17,11 @@ std::string_view next_field(std::string_view& rest) noexcept {
     return field;
 }
 
-}  // namespace
+std::string_view trim_line_end(std::string_view text) noexcept {
+    while (!text.empty() && (text.back() == '\n' || text.back() == '\r'))
+        text.remove_suffix(1);
+    return text;
+}
 
 std::string encode(const invalidation_message& m) {
     std::string out(version);
@@ -39,9 +44,7 @@ std::optional<invalidation_message> parse_invalidation(std::string_view text) {
         m.protocol = parse_app_protocol(proto);
         if (!m.protocol) return std::nullopt;
     }
-    // A platform's PUBLISH from a shell may end with a newline; it is no part of the id.
-    while (!text.empty() && (text.back() == '\n' || text.back() == '\r'))
-        text.remove_suffix(1);
+    text = trim_line_end(text);
     if (text.empty()) return std::nullopt;
     m.id = std::string(text);
     return m;

@@ -14,6 +14,7 @@
 #include "spoa/handlers/routing/remote_resolver.hpp"
 #include "spoa/handlers/routing/router.hpp"
 #include "spoa/handlers/routing/static_resolver.hpp"
+#include "spoa/handlers/routing/wake_lease.hpp"
 #include "spoa/handlers/service_loop.hpp"
 
 namespace spoa::handlers::routing {
@@ -146,9 +147,14 @@ void service::start_fleet(const redis_options& opts, agent& a) {
         [r = router_.get()] { r->cache().clear(); }, logger_);
     router_->on_admin_invalidate(
         [f = fanout_](std::string_view res, std::optional<app_protocol> p) { f->publish(res, p); });
-    a.metrics().add_collector([redis = redis_, f = fanout_](std::string& out) {
+    if (opts.wake_lease.count() > 0) {
+        wakes_ = std::make_shared<wake_lease>(redis_, fanout_->agent_id(), logger_);
+        router_->cold_starts().coordinate_wakes(wakes_);
+    }
+    a.metrics().add_collector([redis = redis_, f = fanout_, w = wakes_](std::string& out) {
         redis->render_metrics(out);
         f->render_metrics(out);
+        if (w) w->render_metrics(out);
     });
     // Readiness stays as it is: Redis down never stops routing (each agent decides from its own
     // cache and resolver), so an agent without Redis is still ready; /metrics and the log say it.

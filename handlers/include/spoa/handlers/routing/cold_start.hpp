@@ -23,6 +23,7 @@
 #include "spoa/handlers/routing/endpoint_checker.hpp"
 #include "spoa/handlers/routing/resolver.hpp"
 #include "spoa/handlers/routing/route_cache.hpp"
+#include "spoa/handlers/routing/wake_coordinator.hpp"
 #include "spoa/handlers/service_loop.hpp"
 
 namespace spdlog {
@@ -106,6 +107,11 @@ class cold_starter {
                                                     std::uint64_t started_ns,
                                                     std::unique_ptr<cold_waiter>& w);
 
+    /// A fleet: each wake is claimed through `c` first; an agent that loses the claim follows
+    /// the winner's outcome and its own readiness polling, and claims again (taking over) when
+    /// the winner's lease ran out. Set once, before the agent runs.
+    void coordinate_wakes(std::shared_ptr<wake_coordinator> c);
+
     void register_metrics(metrics_registry& m);
     [[nodiscard]] std::size_t waiting() const noexcept { return waiting_.load(); }
 
@@ -114,6 +120,12 @@ class cold_starter {
   private:
     void begin(const std::shared_ptr<pending>& p);
     void wake(const std::shared_ptr<pending>& p);
+    void claim(const std::shared_ptr<pending>& p);
+    void follow(const std::shared_ptr<pending>& p);
+    void send_wake(const std::shared_ptr<pending>& p);
+    void keep_lease(const std::shared_ptr<pending>& p);
+    void release_lease(const pending& p, wake_coordinator::outcome o);
+    void other_agent_outcome(app_protocol proto, std::string_view id, wake_coordinator::outcome o);
     void poll(const std::shared_ptr<pending>& p);
     void probe(const std::shared_ptr<pending>& p);
     void schedule_poll(const std::shared_ptr<pending>& p);
@@ -134,6 +146,7 @@ class cold_starter {
     cold_start_options opts_;
     std::shared_ptr<spdlog::logger> log_;
     std::unique_ptr<handlers::http_client> http_;  ///< created on the loop thread
+    std::shared_ptr<wake_coordinator> coordinator_;  ///< a fleet's; set before the agent runs
 
     /// Guards pending_, failed_ and every pending's waiters; wait() runs on loop threads, the
     /// rest of the starter on the service loop.

@@ -30,6 +30,12 @@ struct invalidation_message {
 /// nullopt for anything that is not a version-1 message with a known protocol and an id.
 [[nodiscard]] std::optional<invalidation_message> parse_invalidation(std::string_view text);
 
+/// The next space-separated field of `rest`, removed from it (the fleet's channel messages are
+/// space-separated fields, the id last).
+[[nodiscard]] std::string_view next_field(std::string_view& rest) noexcept;
+/// `text` without the newline a platform's PUBLISH from a shell may end with (no part of an id).
+[[nodiscard]] std::string_view trim_line_end(std::string_view text) noexcept;
+
 /// 1 to 64 characters of letters, digits, '.', '_' and '-' (no spaces: it is one field); not "-"
 /// alone.
 [[nodiscard]] bool valid_agent_id(std::string_view id) noexcept;

@@ -26,6 +26,7 @@ class redis_client;
 class remote_resolver;
 class router;
 class static_resolver;
+class wake_lease;
 
 /// Wires, in the one order that is safe to build and to tear down: a service loop (resolver
 /// calls, checks, timers, cold starts), the resolver (the one the configuration names, or the
@@ -70,6 +71,7 @@ class service {
     /// The fleet's Redis, if configured: made first, as the `redis` resolver uses it too.
     std::shared_ptr<redis_client> redis_;
     std::shared_ptr<invalidation_fanout> fanout_;  ///< invalidations shared through it
+    std::shared_ptr<wake_lease> wakes_;            ///< one wake per resource across the fleet
 };
 
 /// Loads and validates a routing file as the service would (throws std::runtime_error
