@@ -258,7 +258,7 @@ TEST_CASE("config: malformed configurations name the file and the line", "[confi
          "metadata_variables:\n  a: b\n  c: status\n", 3,
          "'status' is a routing variable (txn.route.status): metadata must not replace it"},
         {"bad resolver type", "resolver:\n  type: dns\n", 2,
-         "resolver.type must be static, remote or chain"},
+         "resolver.type must be static, remote, chain or redis"},
         {"remote without address", "resolver:\n  type: remote\n", 2,
          "resolver.type remote needs resolver.remote.address"},
         {"remote block without address",
@@ -437,7 +437,8 @@ TEST_CASE("config: bad redis values name the line", "[config][redis]") {
         {"redis:\n  address: 127.0.0.1:6379\n  adress: x\n", 3,
          "unknown key 'adress' in redis (known: address, database, user, password, key_prefix, "
          "agent_id, connect_timeout_ms, command_timeout_ms, reconnect_min_ms, reconnect_max_ms, "
-         "max_pending)"},
+         "max_pending, ping_interval_ms, wake_lease_ms, shared_cache, coordinate_resolves, "
+         "resolve_lease_ms, activity_interval_ms)"},
         {"redis:\n  address: 127.0.0.1:6379\n  user: fleet\n", 3,
          "redis.user needs redis.password"},
         {"redis:\n  address: 127.0.0.1:6379\n  agent_id: 'a b'\n", 3,
@@ -452,6 +453,79 @@ TEST_CASE("config: bad redis values name the line", "[config][redis]") {
          "redis.reconnect_max_ms must not be below reconnect_min_ms"},
         {"redis:\n  address: 127.0.0.1:6379\n  database: -1\n", 3,
          "redis.database must be a whole number from 0 to 1000000"},
+    };
+    for (const auto& c : cases) {
+        INFO(c.yaml);
+        CHECK(parse_error(c.yaml, "r.yaml") ==
+              "r.yaml:" + std::to_string(c.line) + ": " + c.problem);
+    }
+}
+
+TEST_CASE("config: resolver.type redis and the order of a chain", "[config][redis]") {
+    using kind = routing_config::resolver_kind;
+    using link = routing_config::chain_link;
+    const std::string redis = "redis: {address: 127.0.0.1:6379}\n";
+    const auto alone = parse_routing_config("resolver: {type: redis}\n" + redis, "r.yaml");
+    CHECK(alone.resolver == kind::redis);
+    CHECK_FALSE(alone.remote);
+
+    // Without chain: the file's routes, then the control plane, as before.
+    const auto usual = parse_routing_config(
+        "resolver: {type: chain, remote: {address: 127.0.0.1:7070}}\n", "r.yaml");
+    CHECK(usual.chain == std::vector<link>{link::static_routes, link::remote});
+
+    const auto three = parse_routing_config(
+        "resolver:\n  type: chain\n  chain: [static, redis, remote]\n"
+        "  remote: {address: 127.0.0.1:7070}\n" +
+            redis,
+        "r.yaml");
+    CHECK(three.resolver == kind::chain);
+    CHECK(three.chain == std::vector<link>{link::static_routes, link::redis, link::remote});
+
+    // Any order, any two: only the sources named need their sections.
+    const auto pair =
+        parse_routing_config("resolver: {type: chain, chain: [redis, static]}\n" + redis, "r.yaml");
+    CHECK(pair.chain == std::vector<link>{link::redis, link::static_routes});
+    CHECK_FALSE(pair.remote);
+    const auto no_redis = parse_routing_config(
+        "resolver: {type: chain, chain: [remote, static], remote: {address: 127.0.0.1:1}}\n",
+        "r.yaml");
+    CHECK(no_redis.chain == std::vector<link>{link::remote, link::static_routes});
+}
+
+TEST_CASE("config: bad resolver.type redis and resolver.chain values name the line",
+          "[config][redis]") {
+    struct bad_case {
+        std::string yaml;
+        int line;
+        std::string problem;
+    };
+    const std::string redis = "redis:\n  address: 127.0.0.1:6379\n";
+    const std::vector<bad_case> cases{
+        {"resolver:\n  type: redis\n", 2,
+         "resolver.type redis needs a redis: section (the fleet's Redis)"},
+        {"resolver:\n  type: chain\n  chain: [static, redis]\n", 3,
+         "resolver.chain names redis, which needs a redis: section"},
+        {"resolver:\n  type: chain\n  chain: [static, remote]\n" + redis, 2,
+         "resolver.type chain needs resolver.remote.address"},
+        {"resolver:\n  type: redis\n  chain: [static, redis]\n" + redis, 3,
+         "resolver.chain needs resolver.type chain"},
+        {"resolver:\n  chain: [static, redis]\n" + redis, 2,
+         "resolver.chain needs resolver.type chain"},
+        {"resolver:\n  type: chain\n  chain: [redis]\n" + redis, 3,
+         "resolver.chain needs at least two of static, redis and remote"},
+        {"resolver:\n  type: chain\n  chain: []\n" + redis, 3,
+         "resolver.chain needs at least two of static, redis and remote"},
+        {"resolver:\n  type: chain\n  chain:\n    - redis\n    - static\n    - redis\n" + redis, 6,
+         "resolver.chain names redis twice"},
+        {"resolver:\n  type: chain\n  chain:\n    - static\n    - dns\n" + redis, 5,
+         "resolver.chain entries must be static, redis or remote"},
+        {"resolver:\n  type: chain\n  chain:\n    - static\n    - [redis]\n" + redis, 5,
+         "resolver.chain entries must be static, redis or remote"},
+        {"resolver:\n  type: chain\n  chain: static\n" + redis, 3,
+         "resolver.chain must be a list of static, redis, remote"},
+        {"resolver:\n  type: chain\n  chan: [static, redis]\n" + redis, 3,
+         "unknown key 'chan' in resolver (known: type, chain, remote, timeout_ms)"},
     };
     for (const auto& c : cases) {
         INFO(c.yaml);
