@@ -306,6 +306,45 @@ class Stack:
 # ---------------------------------------------------------------------------------------------
 # The reference control plane (handlers/control_plane/spoa_control_plane.py)
 
+class RedisServer:
+    """A private redis-server on a free loopback port (no persistence), restartable on the same
+    port; `redis-cli` for what a platform would do."""
+
+    def __init__(self, env):
+        self.env = env
+        self.port = env.port()
+        self.dir = env.path("redis")
+        os.makedirs(self.dir, exist_ok=True)
+        self.proc = None
+        self.runs = 0
+
+    def start(self):
+        self.runs += 1
+        argv = [shutil.which("redis-server"), "--port", str(self.port), "--bind", "127.0.0.1",
+                "--save", "", "--appendonly", "no", "--dir", self.dir]
+        self.proc = harness.Process(f"redis-{self.runs}", argv,
+                                    self.env.path(f"redis-{self.runs}.log"))
+        self.env.processes.append(self.proc)
+        wait_port(self.port, proc=self.proc)
+
+    def kill(self):
+        self.proc.signal(signal.SIGKILL)
+        self.proc.wait(5.0)
+
+    def cli(self, *args):
+        """redis-cli's output for one command (raw: no quoting)."""
+        out = subprocess.run(["redis-cli", "-p", str(self.port), "--raw", *map(str, args)],
+                             capture_output=True, text=True, timeout=10)
+        check_eq(out.returncode, 0, f"redis-cli {args}: {out.stderr}")
+        return out.stdout.rstrip("\n")
+
+    def publish(self, channel, message):
+        out = subprocess.run(["redis-cli", "-p", str(self.port), "PUBLISH", channel, message],
+                             capture_output=True, text=True, timeout=10)
+        check_eq(out.returncode, 0, f"redis-cli PUBLISH: {out.stderr}")
+        return int(out.stdout.strip())
+
+
 class ControlPlane:
     def __init__(self, stack, routes, delay_ms=0, name="control-plane"):
         if not os.path.exists(CONTROL_PLANE):

@@ -19,7 +19,6 @@ Needs redis-server and redis-cli (skipped, 77, without them) and spoa-cli from t
 import json
 import os
 import shutil
-import signal
 import subprocess
 import time
 
@@ -46,35 +45,6 @@ def wait_for(what, pred, timeout=10.0):
         if time.monotonic() > deadline:
             raise r.TestFailure(f"timed out after {timeout}s waiting for: {what}")
         time.sleep(0.01)
-
-
-class Redis:
-    def __init__(self, env):
-        self.env = env
-        self.port = env.port()
-        self.dir = env.path("redis")
-        os.makedirs(self.dir, exist_ok=True)
-        self.proc = None
-        self.runs = 0
-
-    def start(self):
-        self.runs += 1
-        argv = [shutil.which("redis-server"), "--port", str(self.port), "--bind", "127.0.0.1",
-                "--save", "", "--appendonly", "no", "--dir", self.dir]
-        self.proc = harness.Process(f"redis-{self.runs}", argv,
-                                    self.env.path(f"redis-{self.runs}.log"))
-        self.env.processes.append(self.proc)
-        r.wait_port(self.port, proc=self.proc)
-
-    def kill(self):
-        self.proc.signal(signal.SIGKILL)
-        self.proc.wait(5.0)
-
-    def publish(self, channel, message):
-        out = subprocess.run(["redis-cli", "-p", str(self.port), "PUBLISH", channel, message],
-                             capture_output=True, text=True, timeout=10)
-        check_eq(out.returncode, 0, f"redis-cli PUBLISH: {out.stderr}")
-        return int(out.stdout.strip())
 
 
 class FleetAgent:
@@ -178,7 +148,7 @@ def test(env):
     check(os.access(env.spoa_cli, os.X_OK), f"spoa-cli not built next to the agent: "
                                             f"{env.spoa_cli} (build target spoa-cli)")
     web = env.port()  # nothing needs to listen: only decisions are checked
-    redis = Redis(env)
+    redis = r.RedisServer(env)
     redis.start()
     # A asks the reference control plane for the ids its file does not know (chain), so that the
     # control plane's pushes reach A, and through Redis, B.
