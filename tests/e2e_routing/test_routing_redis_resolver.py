@@ -13,7 +13,8 @@ in this process that record every request they answer. Asserts:
     spoa_redis_invalidations_total{event="applied"}) reached the new backend, as the backends'
     own records show;
   * a route deleted and published is 404 at once;
-  * Redis killed: a cached route still serves, an id not cached is 503 (never 404).
+  * `resolver.chain: [static, redis]`: the file's route wins over Redis's, Redis serves the
+    others; Redis killed: the cache and the file still serve, an id in neither is 503, not 404.
 
 Needs redis-server and redis-cli (skipped, 77, without them).
 """
@@ -223,6 +224,44 @@ def check_change_under_traffic(st, redis, a, b):
         f" of them already on B), {len(results) - len(before)} after, all on B")
 
 
+def agent_config(redis, resolver, routes=""):
+    # shared_cache: off, so that the only cache between Redis and HAProxy is the agent's own
+    # (the one the invalidation channel empties), which is what this test is about.
+    return f"""
+redis: {{address: 127.0.0.1:{redis.port}, command_timeout_ms: 500, reconnect_min_ms: 20,
+        reconnect_max_ms: 200, shared_cache: false}}
+{resolver}
+cache: {{ttl_ms: 600000, negative_ttl_ms: 1}}
+ssrf: {{mode: allowlist, allow: [127.0.0.0/8]}}
+{routes}
+"""
+
+
+def check_chain(st, redis, a, b):
+    """resolver.chain [static, redis]: the file's routes first, Redis for the others; with
+    Redis down, the file's routes and the cache still serve and the other ids are 503."""
+    st.restart_agent(agent_config(
+        redis, "resolver: {type: chain, chain: [static, redis], timeout_ms: 800}",
+        f"routes:\n  http:\n    static.test: {{endpoints: [127.0.0.1:{a.port}]}}\n"))
+    redis.cli("SET", KEY + "static.test", route_json(b.port))  # the file's route wins
+    redis.cli("SET", KEY + "kept.test", route_json(b.port))
+    check_eq(r.backend_of(r.http_get(st.http_port, "static.test")[2]), "A", "static.test")
+    check_eq(r.backend_of(r.http_get(st.http_port, "kept.test")[2]), "B", "kept.test")
+    check_eq(r.http_get(st.http_port, "nobody.test")[0], 404, "in neither")
+
+    redis.kill()
+    wait_for("the agent saw Redis go",
+             lambda: st.agent.metric("spoa_redis_connected", 'connection="command"') == 0)
+    code, h, body = r.http_get(st.http_port, "kept.test", "/cached")
+    check_eq((code, r.backend_of(body), h.get("x-route-cache")), (200, "B", "hit"),
+             "a cached route without Redis")
+    check_eq(r.http_get(st.http_port, "static.test", "/no-redis")[0], 200, "the file's route")
+    code, _, body = r.http_get(st.http_port, "new.test")
+    check_eq(code, 503, f"an id not cached while Redis is down: not 404 ({body!r})")
+    check_eq(st.agent.metric("spoa_resolver_calls_total", 'resolver="chain"'), 4.0,
+             "the chain's calls on /metrics (static.test, kept.test, nobody.test, new.test)")
+
+
 def test(env):
     if not shutil.which("redis-server") or not shutil.which("redis-cli"):
         raise r.Skip("redis-server/redis-cli not installed (apt-get install redis-server)")
@@ -230,15 +269,7 @@ def test(env):
     a, b = RecordingBackend(env, "A"), RecordingBackend(env, "B")
     try:
         st = r.Stack(env)
-        # shared_cache: off, so that the only cache between Redis and HAProxy is the agent's own
-        # (the one the invalidation channel empties), which is what this test is about.
-        st.start_agent(f"""
-redis: {{address: 127.0.0.1:{redis.port}, command_timeout_ms: 500, reconnect_min_ms: 20,
-        reconnect_max_ms: 200, shared_cache: false}}
-resolver: {{type: redis, timeout_ms: 800}}
-cache: {{ttl_ms: 600000, negative_ttl_ms: 1}}
-ssrf: {{mode: allowlist, allow: [127.0.0.0/8]}}
-""")
+        st.start_agent(agent_config(redis, "resolver: {type: redis, timeout_ms: 800}"))
         redis.cli("SET", KEY + "app.test", route_json(a.port))
         redis.cli("SET", KEY + "blocked.test", '{"error": "forbidden", "reason": "suspended"}')
         redis.cli("SET", KEY + "broken.test", '{"endpoints": "not a list"}')
@@ -255,21 +286,7 @@ ssrf: {{mode: allowlist, allow: [127.0.0.0/8]}}
         wait_for("app.test answered 404 once its key is deleted and published",
                  lambda: r.http_get(st.http_port, "app.test", "/gone")[0] == 404)
 
-        # Redis down: what is cached still serves; an id not cached is 503, never 404.
-        redis.cli("SET", KEY + "kept.test", route_json(b.port))
-        check_eq(r.backend_of(r.http_get(st.http_port, "kept.test")[2]), "B", "kept.test")
-        redis.kill()
-        wait_for("the agent saw Redis go",
-                 lambda: st.agent.metric("spoa_redis_connected", 'connection="command"') == 0)
-        code, h, body = r.http_get(st.http_port, "kept.test", "/cached")
-        check_eq((code, r.backend_of(body), h.get("x-route-cache")), (200, "B", "hit"),
-                 "a cached route without Redis")
-        code, _, body = r.http_get(st.http_port, "new.test")
-        check_eq(code, 503, f"an id not cached while Redis is down ({body!r})")
-        m = st.metrics()
-        check(m.get(("spoa_resolver_calls_total", 'resolver="redis"'), 0) >= 5,
-              f"the redis resolver's calls on /metrics: "
-              f"{ {k: v for k, v in m.items() if k[0].startswith('spoa_resolver')} }")
+        check_chain(st, redis, a, b)
     finally:
         a.close()
         b.close()
