@@ -178,6 +178,8 @@ def check_answers(port):
     code, h, body = r.http_get(port, "app.test", "/first")
     check_eq((code, r.backend_of(body)), (200, "A"), f"app.test routed from Redis ({body!r})")
     check_eq(h.get("x-route-cache"), "miss", "first app.test request")
+    log(f"decision time of a miss resolved from Redis (GET + parse, x-route-decision-us): "
+        f"{h.get('x-route-decision-us')} us")
     code, h, body = r.http_get(port, "APP.test:8080", "/second")
     check_eq((code, r.backend_of(body), h.get("x-route-cache")), (200, "A", "hit"),
              "second app.test request (normalised Host, cached)")
