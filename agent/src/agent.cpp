@@ -74,6 +74,7 @@ class runtime {
     std::vector<admin_route> routes;
     /// Fixed before start(); called on the admin thread.
     std::vector<std::function<std::optional<std::string>()>> readiness_checks;
+    std::vector<std::function<std::optional<std::string>()>> readiness_notes;  ///< same rule
     std::vector<std::function<void()>> reload_hooks;
     std::mutex reload_mutex;
     shared_context ctx;
@@ -156,8 +157,16 @@ admin_response runtime::readiness() const {
             add(std::string("readiness check failed: ") + e.what());
         }
     }
-    if (reasons.empty()) return {200, "text/plain", "ready\n"};
-    return {503, "text/plain", reasons};
+    if (!reasons.empty()) return {503, "text/plain", reasons};
+    std::string body = "ready\n";
+    for (const auto& note : readiness_notes) {
+        try {
+            if (auto what = note()) body += "degraded: " + *what + "\n";
+        } catch (const std::exception& e) {
+            body += std::string("degraded: readiness note failed: ") + e.what() + "\n";
+        }
+    }
+    return {200, "text/plain", body};
 }
 
 void runtime::start() {
@@ -514,6 +523,12 @@ agent& agent::admin_route(std::string method, std::string path, admin_handler ha
 agent& agent::readiness_check(std::function<std::optional<std::string>()> not_ready) {
     if (rt_->started) throw std::logic_error("readiness checks must be added before start()");
     rt_->readiness_checks.push_back(std::move(not_ready));
+    return *this;
+}
+
+agent& agent::readiness_note(std::function<std::optional<std::string>()> degraded) {
+    if (rt_->started) throw std::logic_error("readiness notes must be added before start()");
+    rt_->readiness_notes.push_back(std::move(degraded));
     return *this;
 }
 

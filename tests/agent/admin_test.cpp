@@ -231,6 +231,26 @@ TEST_CASE("admin: /readyz names what is not ready; /healthz only says alive", "[
     CHECK(c.expect_disconnect() == 0);
 }
 
+TEST_CASE("admin: /readyz reports a degraded mode and stays ready", "[admin]") {
+    std::atomic<bool> shared_state_up{false};
+    test_agent a(admin_config());
+    a.agent().readiness_note([&]() -> std::optional<std::string> {
+        if (shared_state_up.load()) return std::nullopt;
+        return "redis unreachable: deciding alone";
+    });
+    a.start();
+    const auto port = admin_port(a);
+    auto r = http_request("127.0.0.1", port, "GET", "/readyz");
+    CHECK(r.status == 200);
+    CHECK(r.body == "ready\ndegraded: redis unreachable: deciding alone\n");
+    shared_state_up = true;
+    r = http_request("127.0.0.1", port, "GET", "/readyz");
+    CHECK(r.status == 200);
+    CHECK(r.body == "ready\n");
+    CHECK_THROWS_AS(a.agent().readiness_note([] { return std::optional<std::string>{}; }),
+                    std::logic_error);
+}
+
 TEST_CASE("admin: the log level changes at run time", "[admin]") {
     auto cfg = admin_config();
     cfg.logger = std::make_shared<spdlog::logger>("admin-test");

@@ -9,7 +9,8 @@
     tests/handlers/invalidation_fanout_test.cpp);
   * an invalidation the control plane pushes to A (resolver chain) empties B too;
   * a platform's own `redis-cli PUBLISH spoa:invalidate "1 - * app.test"` empties both;
-  * Redis killed: both agents keep deciding (hits, and misses resolved locally); an
+  * Redis killed: both agents keep deciding (hits, and misses resolved locally) and stay ready
+    (/readyz 200, with a "degraded: redis ..." line); an
     invalidation published meanwhile is counted as dropped; Redis restarted: both reconnect,
     resynchronise (their caches cleared once, counted) and fan out again.
 
@@ -99,6 +100,11 @@ routes:
             "127.0.0.1", self.admin_port, "GET", f"/explain?protocol=http&id={host}", timeout=5)
         check_eq(status, 200, f"/explain on {self.name}")
         return json.loads(body)["cache"]["state"]
+
+    def readyz(self):
+        status, _, body = harness.http_request("127.0.0.1", self.admin_port, "GET", "/readyz",
+                                               timeout=5)
+        return status, body.decode()
 
     def invalidate(self, host):
         status, _, body = harness.http_request(
@@ -200,6 +206,10 @@ def test(env):
     redis.kill()
     wait_for("both agents see Redis down", lambda: not a.redis_up() and not b.redis_up())
     for agent in (a, b):
+        status, body = agent.readyz()
+        check_eq(status, 200, f"{agent.name} stays ready without Redis")
+        check("degraded: redis 127.0.0.1:" in body, f"{agent.name}'s /readyz says: {body!r}")
+    for agent in (a, b):
         check_eq(agent.decide("app.test")["cache"], "hit", f"{agent.name}: hit without Redis")
         v = agent.decide("other.test")
         check_eq((v["cache"], v["ip"], v["port"]), ("miss", "127.0.0.1", web),
@@ -213,6 +223,7 @@ def test(env):
     # Redis back: both reconnect, resynchronise (cache cleared once), and fan out again.
     redis.start()
     wait_for("both agents reconnected", lambda: a.redis_up() and b.redis_up())
+    check_eq(b.readyz(), (200, "ready\n"), "B's /readyz once Redis is back")
     for agent in (a, b):
         wait_for(f"{agent.name} resynchronised",
                  lambda agent=agent: agent.metric("spoa_redis_invalidations_total",

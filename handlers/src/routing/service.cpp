@@ -156,8 +156,14 @@ void service::start_fleet(const redis_options& opts, agent& a) {
         f->render_metrics(out);
         if (w) w->render_metrics(out);
     });
-    // Readiness stays as it is: Redis down never stops routing (each agent decides from its own
-    // cache and resolver), so an agent without Redis is still ready; /metrics and the log say it.
+    // Redis down never stops routing (each agent decides from its own cache and resolver), so
+    // an agent without Redis stays ready; /readyz, /metrics and the log say it is degraded.
+    a.readiness_note([redis = redis_]() -> std::optional<std::string> {
+        const auto s = redis->stats();
+        if (s.command_connected && s.subscriber_connected) return std::nullopt;
+        return "redis " + redis->options().address.to_string() +
+               " unreachable: deciding alone (no shared cache, wake lease or invalidations)";
+    });
     logger_->info("fleet: agent id {}, Redis at {}, invalidations on channel {}",
                   fanout_->agent_id(), opts.address.to_string(), fanout_->channel());
 }

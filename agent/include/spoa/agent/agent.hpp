@@ -49,6 +49,11 @@ class agent {
     /// yet (e.g. "remote resolver: not connected"), or nothing when ready. Called on the admin
     /// thread, concurrently with the loops: it must be thread-safe. Register before start().
     agent& readiness_check(std::function<std::optional<std::string>()> not_ready);
+    /// A degraded mode GET /readyz reports without failing: `degraded` returns what works less
+    /// well (e.g. "redis: unreachable, deciding locally"), or nothing. The agent stays ready
+    /// (200) and the body has one "degraded: ..." line per note. Same thread rules as
+    /// readiness_check.
+    agent& readiness_note(std::function<std::optional<std::string>()> degraded);
 
     /// Called on SIGHUP (from run()'s signal thread) or reload(), e.g. to re-read a route table.
     /// Hooks run in registration order; an exception is logged and does not stop the agent.
