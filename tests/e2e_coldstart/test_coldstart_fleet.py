@@ -11,6 +11,9 @@ platform (README "Running several agents"): the fleet wakes a sleeping resource 
      claims again once A's lease ran out, wakes (the platform now starts it) and answers every
      request it holds 200; A's HAProxy answers its requests with the fail-closed 503 within
      `timeout processing`. The platform saw two wakes, the second after the kill.
+  3. Redis killed while warm requests flow through both HAProxies (A restarted): every one is
+     answered 200, both agents stay ready, a route never asked before is decided locally on
+     each; Redis restarted: both reconnect and coordinate again (one wake for 200 requests).
 
 Needs redis-server and redis-cli (skipped, 77, without them).
 """
@@ -174,6 +177,46 @@ def takeover(a, b, platform, redis):
              "B won the lease once (the takeover)")
 
 
+def redis_outage(a, b, platform, redis):
+    """Redis killed while warm traffic flows through both HAProxies, and restarted."""
+    stop = threading.Event()
+    statuses = collections.Counter()
+
+    def traffic():
+        while not stop.is_set():
+            for node in (a, b):
+                statuses[c.http_get(node.http_port, "herd.test").status] += 1
+
+    t = threading.Thread(target=traffic)
+    t.start()
+    try:
+        c.wait_for(lambda: sum(statuses.values()) >= 20, 10, "warm traffic flowing")
+        redis.kill()
+        c.wait_for(lambda: not a.redis_up() and not b.redis_up(), 10, "both agents without Redis")
+        during = sum(statuses.values())
+        # A route never asked before is decided locally on each node (no shared tier, no lease).
+        for node in (a, b):
+            r = c.http_get(node.http_port, "late.test")
+            check_eq((r.status, r.backend), (200, "late.test"), f"{node.name}: a miss without Redis")
+        c.wait_for(lambda: sum(statuses.values()) >= during + 20, 10, "traffic during the outage")
+        redis.start()
+        c.wait_for(lambda: a.redis_up() and b.redis_up(), 10, "both agents reconnected")
+    finally:
+        stop.set()
+        t.join(30)
+    log(f"warm traffic through both HAProxies across the Redis outage: {dict(statuses)}")
+    check_eq(list(statuses), [200], "every warm request answered 200, Redis down or not")
+    # Coordinated again: a sleeping resource woken once for both nodes.
+    c.wait_for(lambda: redis.publish("spoa:wake", "1 - http ready warmup") == 2, 10,
+               "both agents subscribed again")
+    results_a, results_b = bursts([(a.http_port, "again.test", 100),
+                                   (b.http_port, "again.test", 100)])
+    statuses_again, kinds_again = summary(results_a + results_b)
+    log(f"after Redis came back: statuses {statuses_again}, kinds {kinds_again}")
+    check_eq(statuses_again, {200: 200}, "requests for a sleeping resource after Redis came back")
+    check_eq(platform.wakes("again.test"), 1, "one wake after Redis came back")
+
+
 def test(env):
     if not shutil.which("redis-server") or not shutil.which("redis-cli"):
         raise c.Skip("redis-server/redis-cli not installed (apt-get install redis-server)")
@@ -182,12 +225,16 @@ def test(env):
     redis = routing_env.RedisServer(env)
     redis.start()
     a, b = Node(env, "node-a"), Node(env, "node-b")
-    herd_port, takeover_port = env.port(), env.port()
+    herd_port, takeover_port, again_port = env.port(), env.port(), env.port()
     platform = c.Platform(a, {"herd.test": {"port": herd_port, "delay_ms": START_MS},
-                              "takeover.test": {"port": takeover_port, "mode": "never"}})
+                              "takeover.test": {"port": takeover_port, "mode": "never"},
+                              "again.test": {"port": again_port, "delay_ms": 500}})
     platform.takeover_port = takeover_port
+    late_port, _ = a.backend("late.test")
     routes = {"herd.test": {"endpoints": [f"127.0.0.1:{herd_port}"], "state": "asleep"},
-              "takeover.test": {"endpoints": [f"127.0.0.1:{takeover_port}"], "state": "asleep"}}
+              "takeover.test": {"endpoints": [f"127.0.0.1:{takeover_port}"], "state": "asleep"},
+              "again.test": {"endpoints": [f"127.0.0.1:{again_port}"], "state": "asleep"},
+              "late.test": {"endpoints": [f"127.0.0.1:{late_port}"]}}
     for node in (a, b):
         node.start_agent(node.routing(routes, platform, redis))
     c.wait_for(lambda: a.redis_up() and b.redis_up(), 10, "both agents connected to Redis")
@@ -199,6 +246,11 @@ def test(env):
 
     herd(a, b, platform)
     takeover(a, b, platform, redis)
+    # A was killed by the takeover: it comes back on the same ports, for both nodes to route.
+    a.start_agent(a.routing(routes, platform, redis))
+    a.env.stats_socket = a.stats_socket
+    a.wait_agent_up()
+    redis_outage(a, b, platform, redis)
 
 
 if __name__ == "__main__":
