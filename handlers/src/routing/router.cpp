@@ -584,7 +584,8 @@ void router::start_resolve(std::string key, std::string id, resolve_context ctx)
             f->done = true;
             resolve_timeouts_.fetch_add(1, std::memory_order_relaxed);
             // The fleet's followers of this key stop waiting for an answer that will not come.
-            if (f->leader) shared_->resolved(proto, id, nullptr, std::chrono::milliseconds(0), true);
+            if (f->leader)
+                shared_->resolved(proto, id, nullptr, std::chrono::milliseconds(0), true);
             finish_resolve(key, nullptr,
                            std::make_shared<resolve_error>(resolve_error{
                                error_code::timeout,
@@ -626,7 +627,8 @@ void router::start_resolve(std::string key, std::string id, resolve_context ctx)
         auto on_result = [this, f, proto, id, fail, check](resolve_result res) {
             if (f->done) return;
             // The resolver's answer is shared as it came, before this agent's checks.
-            if (shared_) shared_->resolved(proto, id, &res, shared_ttl(res, opts_.cache), f->leader);
+            if (shared_)
+                shared_->resolved(proto, id, &res, shared_ttl(res, opts_.cache), f->leader);
             if (auto* err = std::get_if<resolve_error>(&res)) {
                 fail(std::move(*err));
                 return;
