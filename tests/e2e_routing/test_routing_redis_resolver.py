@@ -8,7 +8,8 @@ in this process that record every request they answer. Asserts:
     error entry is that error (403); a malformed value is 500, not a fall-through; a missing
     key is 404;
   * while two clients send requests without pause, a platform changes the route the documented
-    way (MULTI, SET, PUBLISH spoa:invalidate "1 - http <host>", EXEC): every request succeeds,
+    way (MULTI, SET, DEL of the shared tier's copy, PUBLISH spoa:invalidate "1 - http <host>",
+    EXEC): every request succeeds,
     and every request started after the agent applied the invalidation (its
     spoa_redis_invalidations_total{event="applied"}) reached the new backend, as the backends'
     own records show;
@@ -32,6 +33,7 @@ from routing_env import check, check_eq, log
 
 harness = r.harness
 KEY = "spoa:routes:http:"
+CACHE_KEY = "spoa:cache:http:"  # the shared cache tier's copy (redis.shared_cache)
 CHANNEL = "spoa:invalidate"
 
 
@@ -111,9 +113,10 @@ def route_json(port):
     return '{"endpoints": ["127.0.0.1:%d"], "metadata": {"tenant": "acme"}}' % port
 
 
-def change_route(redis, host, value):
-    """The documented way: the new value and its invalidation in one transaction."""
-    script = (f"MULTI\nSET {KEY}{host} '{value}'\n"
+def change_route(redis, host, command):
+    """The documented way: the new value (`command`: SET ... or DEL ...), the shared cache
+    tier's copy dropped, and the invalidation, in one transaction."""
+    script = (f"MULTI\n{command}\nDEL {CACHE_KEY}{host}\n"
               f"PUBLISH {CHANNEL} \"1 - http {host}\"\nEXEC\n")
     return redis.cli(script=script).split("\n")
 
@@ -198,9 +201,9 @@ def check_change_under_traffic(st, redis, a, b):
         wait_for("100 requests before the change", lambda: client.done(lambda n: True) >= 100)
         applied = st.agent.metric("spoa_redis_invalidations_total", 'event="applied"')
         started = time.monotonic()
-        reply = change_route(redis, "app.test", route_json(b.port))
-        check_eq(reply, ["OK", "QUEUED", "QUEUED", "OK", "1"],
-                 "MULTI/SET/PUBLISH/EXEC: stored, and one subscriber (the agent)")
+        reply = change_route(redis, "app.test", f"SET {KEY}app.test '{route_json(b.port)}'")
+        check_eq((reply[:5], reply[-1]), (["OK", "QUEUED", "QUEUED", "QUEUED", "OK"], "1"),
+                 f"MULTI/SET/DEL/PUBLISH/EXEC: stored, and one subscriber (the agent): {reply}")
         wait_for("the agent applied the invalidation",
                  lambda: st.agent.metric("spoa_redis_invalidations_total",
                                          'event="applied"') > applied)
@@ -283,8 +286,7 @@ def test(env):
         check_change_under_traffic(st, redis, a, b)
 
         # A route removed the same way is gone at once.
-        redis.cli(script=f"MULTI\nDEL {KEY}app.test\nPUBLISH {CHANNEL} \"1 - http app.test\"\n"
-                         f"EXEC\n")
+        change_route(redis, "app.test", f"DEL {KEY}app.test")
         wait_for("app.test answered 404 once its key is deleted and published",
                  lambda: r.http_get(st.http_port, "app.test", "/gone")[0] == 404)
 
