@@ -5,8 +5,11 @@
 #include <catch2/catch.hpp>
 
 #include <chrono>
+#include <atomic>
 #include <future>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <thread>
 
 #include "redis_server.hpp"
@@ -208,6 +211,69 @@ TEST_CASE("redis client: destroyed with commands pending, each completes once", 
     f.loop->join();
     CHECK(completed == 5);
     server.resume();
+}
+
+}  // namespace spoa::handlers::routing
+
+namespace spoa::handlers::routing {
+namespace {
+
+/// A lookup the test controls: names map to addresses, anything else fails; counts calls.
+class table_lookup final : public host_lookup {
+  public:
+    explicit table_lookup(std::map<std::string, std::string> names) : names_(std::move(names)) {}
+    void lookup(uv_loop_t*, const std::string& host, done_fn done) override {
+        calls++;
+        std::string to;
+        {
+            std::lock_guard lock(mutex_);
+            const auto it = names_.find(host);
+            if (it != names_.end()) to = it->second;
+        }
+        if (to.empty()) return done({{}, "no such name"});
+        done({{*ip_address::parse(to)}, {}});
+    }
+    void set(const std::string& name, const std::string& address) {
+        std::lock_guard lock(mutex_);
+        names_[name] = address;
+    }
+    std::atomic<int> calls{0};
+
+  private:
+    std::mutex mutex_;
+    std::map<std::string, std::string> names_;
+};
+
+}  // namespace
+
+TEST_CASE("redis client: a host name is looked up at every attempt", "[redis]") {
+    test::redis_server server(test::redis_server::listen_on::tcp);
+    const auto port = connect_address::parse(server.address()).port;
+    fixture f;
+    SECTION("the system's lookup (localhost)") {
+        auto o = options_for(server);
+        o.address = connect_address::parse("localhost:" + std::to_string(port));
+        redis_client c(o, f.loop, nullptr);
+        REQUIRE(eventually([&] { return c.connected(redis_link::command); }));
+        CHECK(call(c, {"PING"}).text == "PONG");
+    }
+    SECTION("a name that does not resolve yet, then does") {
+        auto lookup = std::make_shared<table_lookup>(std::map<std::string, std::string>{});
+        auto o = options_for(server);
+        o.address = connect_address::parse("redis.fleet.test:" + std::to_string(port));
+        o.lookup = lookup;
+        redis_client c(o, f.loop, nullptr);
+        // Not resolvable: attempts go on with the back-off, commands fail at once meanwhile.
+        REQUIRE(eventually([&] { return lookup->calls.load() >= 3; }));
+        CHECK_FALSE(c.connected(redis_link::command));
+        CHECK(call(c, {"PING"}).error == redis_error::unavailable);
+        lookup->set("redis.fleet.test", "127.0.0.1");
+        REQUIRE(eventually([&] {
+            return c.connected(redis_link::command) && c.connected(redis_link::subscriber);
+        }));
+        CHECK(call(c, {"PING"}).text == "PONG");
+    }
+    f.loop->join();
 }
 
 }  // namespace spoa::handlers::routing

@@ -419,6 +419,9 @@ TEST_CASE("config: the redis section is read, absent by default", "[config][redi
     CHECK(
         parse_routing_config("redis: {address: '[::1]:6379'}\n", "v6").redis->address.to_string() ==
         "[::1]:6379");
+    // A name is looked up at each connection attempt (redis_options.hpp).
+    CHECK(parse_routing_config("redis: {address: 'redis.internal:6379'}\n", "name")
+              .redis->address.host == "redis.internal");
 }
 
 TEST_CASE("config: bad redis values name the line", "[config][redis]") {
@@ -430,9 +433,6 @@ TEST_CASE("config: bad redis values name the line", "[config][redis]") {
     const std::vector<bad_case> cases{
         {"redis: {database: 1}\n", 1,
          "redis.address is required (host:port, [v6]:port or unix:/path)"},
-        {"redis:\n  address: redis.internal:6379\n", 2,
-         "redis.address needs a numeric host (e.g. 127.0.0.1:6379) or unix:/path: host names "
-         "are not supported yet"},
         {"redis:\n  address: 127.0.0.1:0\n", 2, "address '127.0.0.1:0' has a bad port (1-65535)"},
         {"redis:\n  address: 127.0.0.1:6379\n  adress: x\n", 3,
          "unknown key 'adress' in redis (known: address, database, user, password, key_prefix, "

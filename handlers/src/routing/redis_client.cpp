@@ -82,7 +82,8 @@ std::string_view element_text(const redisReply* r) noexcept {
 }  // namespace
 
 /// The state of a redis_client: loop thread only, except `counters` (atomics, any thread).
-class redis_state {
+/// Shared: a host name lookup in flight holds it (the lookup may end after the client).
+class redis_state : public std::enable_shared_from_this<redis_state> {
   public:
     struct shared_counters {
         std::array<std::atomic<bool>, 2> up{};
@@ -96,7 +97,11 @@ class redis_state {
 
     redis_state(const redis_options& opts, handlers::service_loop& loop,
                 std::shared_ptr<spdlog::logger> log)
-        : opts_(opts), loop_(loop), log_(std::move(log)), rng_(std::random_device{}()) {
+        : opts_(opts),
+          loop_(loop),
+          log_(std::move(log)),
+          lookup_(opts_.lookup ? opts_.lookup : system_host_lookup()),
+          rng_(std::random_device{}()) {
         for (auto which : {redis_link::command, redis_link::subscriber}) {
             auto& c = conn(which);
             c.which = which;
@@ -215,10 +220,45 @@ class redis_state {
         if (stopped_) return;
         if (c.attempts++ > 0) counters.reconnects++;
         c.state = phase::connecting;
+        // The whole attempt (name lookup, connect, AUTH/SELECT) has connect_timeout.
+        c.timer = loop_.start_timer(static_cast<std::uint64_t>(opts_.connect_timeout.count()),
+                                    [this, &c] {
+                                        c.timer = 0;
+                                        drop(c, "connect timeout");
+                                    });
         const auto& a = opts_.address;
-        redisAsyncContext* ac = a.type == connect_address::kind::unix_socket
-                                    ? redisAsyncConnectUnix(a.path.c_str())
-                                    : redisAsyncConnect(a.host.c_str(), a.port);
+        if (a.type == connect_address::kind::unix_socket) {
+            open(c, redisAsyncConnectUnix(a.path.c_str()));
+        } else if (const auto ip = a.numeric_host()) {
+            open(c, redisAsyncConnect(ip->to_string().c_str(), a.port));
+        } else {
+            look_up(c);
+        }
+    }
+
+    /// hiredis would resolve a name with a blocking getaddrinfo on the service loop: the name
+    /// is looked up on libuv's thread pool at every attempt (so a moved server is followed),
+    /// and the first address is connected to.
+    void look_up(connection& c) {
+        const auto attempt = c.attempts;
+        lookup_->lookup(loop_.loop(), opts_.address.host,
+                        [self = shared_from_this(), &c, attempt](host_lookup_result r) {
+                            // A timeout or stop() may have ended this attempt meanwhile.
+                            if (self->stopped_ || c.attempts != attempt ||
+                                c.state != phase::connecting || c.ctx != nullptr) {
+                                return;
+                            }
+                            if (r.addresses.empty()) {
+                                return self->retry(c, "cannot resolve " + self->opts_.address.host +
+                                                          ": " + r.error);
+                            }
+                            self->open(c, redisAsyncConnect(r.addresses.front().to_string().c_str(),
+                                                            self->opts_.address.port));
+                        });
+    }
+
+    /// Watches a new hiredis context on the loop (or retries if it failed at once).
+    void open(connection& c, redisAsyncContext* ac) {
         if (ac == nullptr) return retry(c, "out of memory");
         if (ac->err != 0) {
             std::string why = ac->errstr;
@@ -233,11 +273,6 @@ class redis_state {
         redisAsyncSetConnectCallback(ac, on_connect);
         redisAsyncSetDisconnectCallback(ac, on_disconnect);
         c.ctx = ac;
-        c.timer = loop_.start_timer(static_cast<std::uint64_t>(opts_.connect_timeout.count()),
-                                    [this, &c] {
-                                        c.timer = 0;
-                                        drop(c, "connect timeout");
-                                    });
     }
 
     /// Ends the live context from outside hiredis's callbacks (a timer) and retries.
@@ -426,6 +461,7 @@ class redis_state {
     redis_options opts_;
     handlers::service_loop& loop_;
     std::shared_ptr<spdlog::logger> log_;
+    std::shared_ptr<host_lookup> lookup_;
     std::minstd_rand rng_;
     std::array<connection, 2> conns_{};
     std::unordered_map<std::uint64_t, pending_command> pending_;

@@ -310,8 +310,6 @@ void parse_activity(const config_section& s, router_options& o) {
         s.count("max_entries", 1, max_table_size).value_or(o.activity_max_entries);
 }
 
-/// Host names are refused: hiredis 0.14 would look them up with a blocking getaddrinfo on the
-/// service loop at every reconnect (redis_options.hpp).
 connect_address redis_address(const config_section& s) {
     if (!s.has("address")) s.fail("redis.address is required (host:port, [v6]:port or unix:/path)");
     connect_address a;
@@ -319,11 +317,6 @@ connect_address redis_address(const config_section& s) {
         a = connect_address::parse(*s.text("address"));
     } catch (const std::invalid_argument& e) {
         s.fail(s["address"], e.what());
-    }
-    if (a.type == connect_address::kind::tcp && !a.numeric_host()) {
-        s.fail(s["address"],
-               "redis.address needs a numeric host (e.g. 127.0.0.1:6379) or "
-               "unix:/path: host names are not supported yet");
     }
     return a;
 }
@@ -358,12 +351,6 @@ redis_options parse_redis(const config_section& s) {
     if (o.reconnect_max < o.reconnect_min)
         s.fail(s["reconnect_max_ms"], "redis.reconnect_max_ms must not be below reconnect_min_ms");
     o.max_pending = s.count("max_pending", 1, max_table_size).value_or(o.max_pending);
-    o.ping_interval = positive_millis(s, "ping_interval_ms", o.ping_interval);
-    o.wake_lease = s.millis("wake_lease_ms").value_or(o.wake_lease);
-    o.shared_cache = s.flag("shared_cache").value_or(o.shared_cache);
-    o.coordinate_resolves = s.flag("coordinate_resolves").value_or(o.coordinate_resolves);
-    o.resolve_lease = positive_millis(s, "resolve_lease_ms", o.resolve_lease);
-    o.activity_interval = s.millis("activity_interval_ms").value_or(o.activity_interval);
     o.ping_interval = positive_millis(s, "ping_interval_ms", o.ping_interval);
     o.wake_lease = s.millis("wake_lease_ms").value_or(o.wake_lease);
     o.shared_cache = s.flag("shared_cache").value_or(o.shared_cache);

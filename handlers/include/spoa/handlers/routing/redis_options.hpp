@@ -5,17 +5,21 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "spoa/handlers/routing/connect_address.hpp"
+#include "spoa/handlers/routing/host_lookup.hpp"
 
 namespace spoa::handlers::routing {
 
 struct redis_options {
-    /// `host:port` with a NUMERIC host (IPv4, or `[v6]:port`), or `unix:/path`. hiredis 0.14
-    /// resolves a host name with a blocking getaddrinfo on the calling loop, so names are refused
-    /// when the file is read rather than stalling the service loop at every reconnect.
+    /// `host:port` (a name, an IPv4 address or `[v6]:port`), or `unix:/path`. A name is looked
+    /// up again at every connection attempt, off the service loop (hiredis itself would block
+    /// it), and its first address is used.
     connect_address address;
+    /// How host names are looked up; null = the system's (getaddrinfo on libuv's pool).
+    std::shared_ptr<host_lookup> lookup;
     std::uint64_t database = 0;  ///< SELECT on the command connection (pub/sub ignores it)
     std::string user;            ///< ACL user for `AUTH user password`; empty: `AUTH password`
     std::string password;        ///< empty: no AUTH
@@ -37,7 +41,7 @@ struct redis_options {
     /// that starts a cold start holds `<prefix>wake:<protocol>:<id>` this long, renewed while it
     /// waits; the others follow its outcome. 0: every agent wakes on its own.
     std::chrono::milliseconds wake_lease{3000};
-    /// The second tier of the route cache: misses read `<prefix>route:<protocol>:<id>` before
+    /// The second tier of the route cache: misses read `<prefix>cache:<protocol>:<id>` before
     /// resolving and write what they resolved, with its TTL.
     bool shared_cache = true;
     /// Resolver misses coordinated like wakes (`<prefix>resolve:<protocol>:<id>`), so that N
