@@ -44,6 +44,24 @@ struct flush_item {
     std::uint64_t seen_ms = 0;   ///< Unix ms of its latest decision; 0: nothing to write
 };
 
+constexpr std::size_t no_position = static_cast<std::size_t>(-1);
+
+/// What one flush takes (loop thread only).
+struct flush_batch {
+    std::vector<flush_item> items;
+    std::unordered_map<std::string, std::size_t> index;  ///< member -> position in items
+    std::size_t budget = 0;                              ///< resources at most
+    std::uint64_t unix_now = 0;
+    std::uint64_t steady_now = 0;
+
+    [[nodiscard]] bool full() const noexcept { return items.size() >= budget; }
+    flush_item& item_of(std::string member) {
+        const auto [it, fresh] = index.try_emplace(member, items.size());
+        if (fresh) items.push_back({std::move(member), 0, 0});
+        return items[it->second];
+    }
+};
+
 /// Set once every command of a flush has been handed to the client (a task posted after theirs,
 /// the service loop runs tasks in order): an `unavailable` completion before that never left the
 /// agent; one after it was in flight when the connection went. Loop thread only.
@@ -102,6 +120,7 @@ struct activity_exporter::state : std::enable_shared_from_this<state> {
     std::atomic<bool> stopped{false};
     std::uint64_t timer = 0;
     std::unordered_map<std::string, carried> carry;
+    std::size_t cursor = 0;  ///< the table position the next flush starts from
     steady::time_point last_warning{};
 
     std::atomic<std::uint64_t> flushes_sent{0};
@@ -141,44 +160,37 @@ struct activity_exporter::state : std::enable_shared_from_this<state> {
             flushes_skipped++;  // the records keep counting; nothing is taken from them
             return;
         }
-        const std::size_t budget = record_budget();
-        if (budget == 0) {
+        flush_batch batch;
+        batch.budget = record_budget();
+        if (batch.budget == 0) {
             flushes_skipped++;
             return;
         }
-        std::vector<flush_item> items;
-        std::unordered_map<std::string, std::size_t> index;  ///< member -> position in items
-        const std::uint64_t now = unix_ms();
-        take_carried(items, index, budget);
-        take_moved(items, index, budget, now);
-        if (items.empty()) {
+        batch.unix_now = unix_ms();
+        batch.steady_now = steady_ms();
+        take_carried(batch);
+        take_moved_rotating(batch);
+        if (batch.items.empty()) {
             flushes_idle++;
             return;
         }
-        issue(items, now);
+        issue(batch.items, batch.unix_now);
         flushes_sent++;
     }
 
-    /// Resources this flush may write: its own bound, and what max_pending leaves room for.
+    /// Resources this flush may write: its own bound, and half of the room max_pending leaves
+    /// (the other half stays for the commands decisions wait for).
     [[nodiscard]] std::size_t record_budget() const {
         const auto pending = redis->stats().pending;
-        if (pending + commands_per_flush >= max_pending) return 0;
-        const std::size_t room = (max_pending - pending - commands_per_flush) / commands_per_record;
-        return std::min(room, activity_max_records_per_flush);
+        const std::size_t room = pending < max_pending ? (max_pending - pending) / 2 : 0;
+        if (room <= commands_per_flush) return 0;
+        return std::min((room - commands_per_flush) / commands_per_record,
+                        activity_max_records_per_flush);
     }
 
-    static flush_item& item_of(std::vector<flush_item>& items,
-                               std::unordered_map<std::string, std::size_t>& index,
-                               std::string member) {
-        const auto [it, fresh] = index.try_emplace(member, items.size());
-        if (fresh) items.push_back({std::move(member), 0, 0});
-        return items[it->second];
-    }
-
-    void take_carried(std::vector<flush_item>& items,
-                      std::unordered_map<std::string, std::size_t>& index, std::size_t budget) {
-        for (auto it = carry.begin(); it != carry.end() && items.size() < budget;) {
-            auto& item = item_of(items, index, it->first);
+    void take_carried(flush_batch& batch) {
+        for (auto it = carry.begin(); it != carry.end() && !batch.full();) {
+            auto& item = batch.item_of(it->first);
             item.requests += it->second.requests;
             item.seen_ms = std::max(item.seen_ms, it->second.seen_ms);
             requests_carried -= it->second.requests;
@@ -186,28 +198,43 @@ struct activity_exporter::state : std::enable_shared_from_this<state> {
         }
     }
 
-    /// Takes what moved in each record since the last flush and marks it exported: from here on
-    /// the delta belongs to this flush (or to the carry, if its command comes back unsent).
-    void take_moved(std::vector<flush_item>& items,
-                    std::unordered_map<std::string, std::size_t>& index, std::size_t budget,
-                    std::uint64_t unix_now) {
-        const std::uint64_t steady_now = steady_ms();
+    /// A full flush leaves the rest of the table for the next one, which starts where this one
+    /// stopped (then wraps around), so that no resource waits behind others that keep moving.
+    void take_moved_rotating(flush_batch& batch) {
+        std::size_t stopped_at = take_moved(batch, cursor, no_position);
+        if (cursor > 0 && stopped_at == no_position) stopped_at = take_moved(batch, 0, cursor);
+        cursor = stopped_at == no_position ? 0 : stopped_at;
+    }
+
+    /// Takes what moved since the last flush in the records at positions [from, to) of the
+    /// table's order and marks it exported: from here on the delta belongs to this flush (or to
+    /// the carry, if its command comes back unsent). Returns the position of the first moved
+    /// record left for later, or no_position.
+    std::size_t take_moved(flush_batch& batch, std::size_t from, std::size_t to) {
+        std::size_t position = 0;
+        std::size_t left_at = no_position;
         table.for_each([&](const resource_activity& a) {
+            const std::size_t at = position++;
+            if (at < from || at >= to) return;
             const std::uint64_t decisions = a.decisions.load(std::memory_order_relaxed);
             const std::uint64_t seen = a.last_seen_ms.load(std::memory_order_relaxed);
             if (decisions == a.exported_decisions && seen == a.exported_seen_ms) return;
             std::string member = std::string(to_string(a.proto)) + ":" + a.id;
-            if (items.size() >= budget && !index.contains(member)) {
+            if (batch.full() && !batch.index.contains(member)) {
                 records_deferred++;
+                left_at = std::min(left_at, at);
                 return;
             }
-            auto& item = item_of(items, index, std::move(member));
+            auto& item = batch.item_of(std::move(member));
             if (decisions > a.exported_decisions) item.requests += decisions - a.exported_decisions;
-            if (seen != a.exported_seen_ms && seen != 0)
-                item.seen_ms = std::max(item.seen_ms, to_unix(seen, steady_now, unix_now));
+            if (seen != a.exported_seen_ms && seen != 0) {
+                item.seen_ms =
+                    std::max(item.seen_ms, to_unix(seen, batch.steady_now, batch.unix_now));
+            }
             a.exported_decisions = decisions;
             a.exported_seen_ms = seen;
         });
+        return left_at;
     }
 
     void issue(const std::vector<flush_item>& items, std::uint64_t unix_now) {

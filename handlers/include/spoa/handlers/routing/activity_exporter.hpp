@@ -27,9 +27,10 @@
 ///   with it what it counted since its last flush; decisions made through routes still cached
 ///   on an evicted record are not exported either.
 /// The last-seen score is idempotent (ZADD GT), so a failed ZADD of any kind is simply retried.
-/// A flush is bounded: at most activity_max_records_per_flush resources, and no more commands
-/// than redis_options::max_pending leaves room for; the rest waits for the next flush
-/// (`deferred`).
+/// A flush is bounded: at most activity_max_records_per_flush resources, and commands for no more
+/// than half the room redis_options::max_pending leaves (the rest is for the commands decisions
+/// wait on). What does not fit waits for the next flush (`deferred`), which starts in the table
+/// where this one stopped, so resources that keep moving never starve the others.
 ///
 /// Times: the table keeps steady-clock milliseconds; a flush turns them into Unix time with the
 /// wall clock it reads at that moment, so agents' scores are comparable as far as their clocks
