@@ -341,6 +341,12 @@ TEST_CASE("shared cache: what agent A resolved, agent B reads without its resolv
     CHECK(ask(cb, "app.example").label == "hit");
     CHECK(b.tier().stats().hits == 1);
     CHECK(b.tier().stats().misses == 0);
+    std::string metrics;
+    b.tier().render_metrics(metrics);
+    CHECK_THAT(metrics, Catch::Contains("spoa_redis_shared_cache_hits_total 1\n"));
+    CHECK_THAT(metrics, Catch::Contains("spoa_redis_shared_cache_misses_total 0\n"));
+    CHECK_THAT(metrics,
+               Catch::Contains("spoa_redis_shared_cache_follows_total{outcome=\"deadline\"} 0\n"));
 }
 
 TEST_CASE("shared cache: not_found is shared with the negative TTL", "[shared_cache]") {
