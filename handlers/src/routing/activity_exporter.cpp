@@ -98,8 +98,8 @@ struct activity_exporter::state : std::enable_shared_from_this<state> {
           log(std::move(lg)),
           prefix(opts.key_prefix + "activity:"),
           last_seen_key(prefix + "last_seen"),
-          interval_ms(static_cast<std::uint64_t>(std::max<std::int64_t>(
-              0, std::chrono::milliseconds(opts.activity_interval).count()))),
+          interval_ms(static_cast<std::uint64_t>(
+              std::max<std::int64_t>(0, opts.activity_interval.count()))),
           max_pending(opts.max_pending) {}
 
     /// A delta waiting for a later flush.
@@ -136,7 +136,7 @@ struct activity_exporter::state : std::enable_shared_from_this<state> {
     std::array<std::atomic<std::uint64_t>, redis_error_count> commands_failed{};
 
     void arm() {
-        if (stopped || interval_ms == 0) return;
+        if (stopped || interval_ms == 0 || timer != 0) return;  // one timer, whatever calls
         timer = loop.start_timer(interval_ms, [s = shared_from_this()] { s->tick(); });
     }
 
