@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "redis_server.hpp"
+#include "tcp_relay.hpp"
 #include "spoa/handlers/routing/redis_client.hpp"
 #include "spoa/handlers/service_loop.hpp"
 
@@ -29,6 +30,8 @@ redis_options options_for(const test::redis_server& server) {
     o.command_timeout = 200ms;
     o.reconnect_min = 10ms;
     o.reconnect_max = 50ms;
+    // No health check unless a test asks: a paused server must keep its connection here.
+    o.ping_interval = std::chrono::hours(1);
     return o;
 }
 
@@ -273,6 +276,67 @@ TEST_CASE("redis client: a host name is looked up at every attempt", "[redis]") 
         }));
         CHECK(call(c, {"PING"}).text == "PONG");
     }
+    f.loop->join();
+}
+
+}  // namespace spoa::handlers::routing
+
+namespace spoa::handlers::routing {
+
+TEST_CASE("redis client: a server that stops answering loses its connection until it answers",
+          "[redis][health]") {
+    test::redis_server server;
+    fixture f;
+    auto opts = options_for(server);
+    opts.ping_interval = 50ms;
+    opts.command_timeout = 100ms;
+    opts.connect_timeout = 300ms;
+    redis_client c(opts, f.loop, nullptr);
+    REQUIRE(eventually([&] { return c.connected(redis_link::command); }));
+    server.pause();
+    REQUIRE(eventually([&] { return c.stats().health_failures[0] >= 1; }));
+    // The kernel still accepts connections for the stopped server, but the handshake's PING
+    // goes unanswered: the connection does not come up again while it is stopped.
+    REQUIRE(eventually([&] { return !c.connected(redis_link::command); }));
+    CHECK(call(c, {"PING"}).error == redis_error::unavailable);
+    server.resume();
+    REQUIRE(eventually([&] { return c.connected(redis_link::command); }));
+    CHECK(call(c, {"PING"}).text == "PONG");
+    std::string metrics;
+    c.render_metrics(metrics);
+    CHECK(metrics.find("spoa_redis_health_check_failures_total{connection=\"command\"}") !=
+          std::string::npos);
+    f.loop->join();
+}
+
+TEST_CASE("redis client: a subscription that delivers nothing is made again", "[redis][health]") {
+    test::redis_server server(test::redis_server::listen_on::tcp);
+    test::tcp_relay relay(connect_address::parse(server.address()).port);
+    fixture f;
+    auto opts = options_for(server);
+    opts.address = connect_address::parse("127.0.0.1:" + std::to_string(relay.port()));
+    opts.ping_interval = 50ms;
+    opts.command_timeout = 100ms;
+    redis_client c(opts, f.loop, nullptr);
+    std::atomic<int> messages{0};
+    std::atomic<int> resubscribed{0};
+    c.subscribe("spoa:test", [&](std::string_view) { messages++; });
+    c.on_resubscribed([&] { resubscribed++; });
+    REQUIRE(eventually([&] {
+        return c.connected(redis_link::subscriber) &&
+               call(c, {"PUBLISH", "spoa:test", "x"}).integer == 1;
+    }));
+    REQUIRE(eventually([&] { return messages >= 1; }));
+
+    // The path to the subscriber dies silently: its socket stays open, nothing arrives.
+    relay.mute_subscribers();
+    REQUIRE(eventually([&] { return c.stats().health_failures[1] >= 1; }));
+    REQUIRE(eventually([&] { return resubscribed >= 1; }));
+    CHECK(c.stats().health_failures[0] == 0);  // the command connection was fine
+    // A new subscription connection (a new relayed connection) delivers again.
+    const int before = messages;
+    REQUIRE(eventually([&] { return call(c, {"PUBLISH", "spoa:test", "y"}).integer == 1; }));
+    REQUIRE(eventually([&] { return messages > before; }));
     f.loop->join();
 }
 

@@ -34,6 +34,8 @@ redis_options options_for(const test::redis_server& server) {
     o.command_timeout = 200ms;
     o.reconnect_min = 10ms;
     o.reconnect_max = 50ms;
+    // No health check unless a test asks: a paused server must keep its connection here.
+    o.ping_interval = std::chrono::hours(1);
     return o;
 }
 

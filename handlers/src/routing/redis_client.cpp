@@ -11,6 +11,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <random>
 #include <unordered_map>
@@ -74,6 +75,15 @@ redis_result result_of(const redisReply* r) {
     return out;
 }
 
+std::string random_hex() {
+    std::random_device rd;
+    std::uniform_int_distribution<int> digit(0, 15);
+    std::string out;
+    for (int i = 0; i < 16; ++i)
+        out += "0123456789abcdef"[digit(rd)];
+    return out;
+}
+
 std::string_view element_text(const redisReply* r) noexcept {
     if (r->type != REDIS_REPLY_STRING && r->type != REDIS_REPLY_STATUS) return {};
     return {r->str, r->len};
@@ -92,6 +102,7 @@ class redis_state : public std::enable_shared_from_this<redis_state> {
         std::atomic<std::uint64_t> pending{0};
         std::array<std::atomic<std::uint64_t>, redis_error_count> errors{};
         std::atomic<std::uint64_t> messages{0};
+        std::array<std::atomic<std::uint64_t>, 2> health_failures{};
         histogram latency{latency_buckets_seconds()};
     };
 
@@ -113,14 +124,21 @@ class redis_state : public std::enable_shared_from_this<redis_state> {
     redis_state& operator=(const redis_state&) = delete;
 
     void start() {
+        // Delivery on the subscription is checked with messages this client publishes to itself
+        // (health_check()); the handler is the state's own, which outlives the subscription.
+        subscriptions_[heartbeat_channel_] = [this](std::string_view payload) {
+            heard_heartbeat_ = std::max(heard_heartbeat_, parse_sequence(payload));
+        };
         for (auto& c : conns_)
             connect(c);
+        schedule_health_check();
     }
 
     /// Idempotent: closes both connections (their pending commands complete `unavailable`).
     void stop() {
         if (stopped_) return;
         stopped_ = true;
+        cancel(health_timer_);
         for (auto& c : conns_) {
             cancel(c.timer);
             if (auto* ac = std::exchange(c.ctx, nullptr)) redisAsyncFree(ac);
@@ -169,6 +187,67 @@ class redis_state : public std::enable_shared_from_this<redis_state> {
     shared_counters counters;
 
   private:
+    static std::uint64_t parse_sequence(std::string_view text) noexcept {
+        std::uint64_t n = 0;
+        for (const char ch : text) {
+            if (ch < '0' || ch > '9') return 0;
+            n = n * 10 + static_cast<std::uint64_t>(ch - '0');
+        }
+        return n;
+    }
+
+    void schedule_health_check() {
+        health_timer_ = loop_.start_timer(static_cast<std::uint64_t>(opts_.ping_interval.count()),
+                                          [this] {
+                                              health_timer_ = 0;
+                                              if (stopped_) return;
+                                              health_check();
+                                              schedule_health_check();
+                                          });
+    }
+
+    /// Every ping_interval, while the command connection is up: a PING on it (no answer within
+    /// command_timeout: the connection is dropped and made again), and a heartbeat PUBLISHed to
+    /// this client's own channel, which the subscription must deliver: a subscription the server
+    /// no longer has (no receiver) or that delivers nothing by the next check (a dead path with
+    /// an open socket) is dropped and made again, and its owner resynchronises.
+    void health_check() {
+        auto& cmd = conn(redis_link::command);
+        auto& sub = conn(redis_link::subscriber);
+        if (cmd.state != phase::up) return;
+        while (!owed_heartbeats_.empty() && owed_heartbeats_.front().first <= heard_heartbeat_)
+            owed_heartbeats_.pop_front();
+        if (sub.state == phase::up && !owed_heartbeats_.empty() &&
+            steady::now() >= owed_heartbeats_.front().second) {
+            owed_heartbeats_.clear();
+            counters.health_failures[index(redis_link::subscriber)]++;
+            drop(sub, "heartbeat not delivered on the subscription");
+        }
+        send({"PING"}, [this, attempt = cmd.attempts](redis_result r) {
+            auto& c = conn(redis_link::command);
+            if (r.error != redis_error::timeout || c.attempts != attempt || c.state != phase::up)
+                return;
+            counters.health_failures[index(redis_link::command)]++;
+            drop(c, "no answer to PING within " + std::to_string(opts_.command_timeout.count()) +
+                        " ms");
+        });
+        if (sub.state != phase::up || sub.unconfirmed != 0) return;
+        const auto seq = ++sent_heartbeat_;
+        send({"PUBLISH", heartbeat_channel_, std::to_string(seq)},
+             [this, seq, attempt = sub.attempts](redis_result r) {
+                 auto& c = conn(redis_link::subscriber);
+                 if (r.error || c.attempts != attempt || c.state != phase::up) return;
+                 if (r.integer == 0) {
+                     counters.health_failures[index(redis_link::subscriber)]++;
+                     drop(c, "the server has no subscription from this connection");
+                     return;
+                 }
+                 // Owed by the subscription from now on (a few at most: a late one drops it).
+                 if (seq > heard_heartbeat_)
+                     owed_heartbeats_.emplace_back(seq, steady::now() + opts_.command_timeout);
+             });
+    }
+
     enum class phase : std::uint8_t { waiting, connecting, up, stopped };
 
     /// One hiredis context and its reconnect state.
@@ -183,7 +262,8 @@ class redis_state : public std::enable_shared_from_this<redis_state> {
         std::uint64_t attempts = 0;
         std::uint64_t failures = 0;  ///< failed attempts since it was last up
         steady::time_point last_log{};
-        bool was_up = false;       ///< came up at least once (a later SUBSCRIBE is a resubscribe)
+        bool was_up = false;         ///< came up at least once (its next SUBSCRIBEs resubscribe)
+        bool resubscribing = false;  ///< the SUBSCRIBEs in flight follow a lost connection
         unsigned unconfirmed = 0;  ///< SUBSCRIBEs not yet confirmed since it came up
     };
     struct pending_command {
@@ -334,6 +414,8 @@ class redis_state : public std::enable_shared_from_this<redis_state> {
         }
         if (c.which == redis_link::command && opts_.database != 0)
             steps.push_back({"SELECT", std::to_string(opts_.database)});
+        // Up only once the server answers: a stopped server's kernel still accepts connections.
+        steps.push_back({"PING"});
         c.handshake_left = static_cast<unsigned>(steps.size());
         for (const auto& step : steps) {
             std::vector<const char*> argv;
@@ -345,7 +427,6 @@ class redis_state : public std::enable_shared_from_this<redis_state> {
             (void)redisAsyncCommandArgv(c.ctx, on_handshake_reply, nullptr,
                                         static_cast<int>(argv.size()), argv.data(), lens.data());
         }
-        if (steps.empty()) up(c);
     }
 
     void up(connection& c) {
@@ -358,6 +439,8 @@ class redis_state : public std::enable_shared_from_this<redis_state> {
             c.failures > 0 ? " after " + std::to_string(c.failures) + " failed attempts" : "");
         c.failures = 0;
         if (c.which == redis_link::subscriber) {
+            c.resubscribing = c.was_up;
+            c.was_up = true;
             c.unconfirmed = 0;
             for (const auto& [channel, fn] : subscriptions_)
                 send_subscribe(c, channel);
@@ -404,8 +487,9 @@ class redis_state : public std::enable_shared_from_this<redis_state> {
                 // A handler's failure is its own; the subscription goes on.
             }
         } else if (kind == "subscribe" && c.unconfirmed > 0 && --c.unconfirmed == 0) {
-            const bool again = c.was_up;
-            c.was_up = true;
+            // A channel added while up is no resubscription: only the set sent by up() after
+            // a lost connection is.
+            const bool again = std::exchange(c.resubscribing, false);
             if (again && on_resubscribed_) {
                 try {
                     on_resubscribed_();
@@ -470,6 +554,13 @@ class redis_state : public std::enable_shared_from_this<redis_state> {
     std::map<std::string, redis_client::message_handler> subscriptions_;
     std::function<void()> on_resubscribed_;
     bool stopped_ = false;
+    // Health checks (health_check()):
+    std::string heartbeat_channel_ = opts_.key_prefix + "heartbeat:" + random_hex();
+    std::uint64_t health_timer_ = 0;
+    std::uint64_t sent_heartbeat_ = 0;
+    std::uint64_t heard_heartbeat_ = 0;
+    /// Heartbeats Redis accepted and the subscription has not delivered: (sequence, deadline).
+    std::deque<std::pair<std::uint64_t, steady::time_point>> owed_heartbeats_;
 };
 
 }  // namespace detail
@@ -546,6 +637,8 @@ redis_stats redis_client::stats() const {
     for (std::size_t i = 0; i < redis_error_count; ++i)
         s.errors[i] = c.errors[i].load();
     s.messages = c.messages.load();
+    s.health_failures[0] = c.health_failures[0].load();
+    s.health_failures[1] = c.health_failures[1].load();
     return s;
 }
 
@@ -578,6 +671,13 @@ void redis_client::render_metrics(std::string& out) const {
     prom::header(out, "spoa_redis_messages_total", "Messages received on subscribed channels",
                  "counter");
     prom::sample(out, "spoa_redis_messages_total", "", s.messages);
+    prom::header(out, "spoa_redis_health_check_failures_total",
+                 "Connections dropped by a health check (PING unanswered, heartbeat not delivered)",
+                 "counter");
+    prom::sample(out, "spoa_redis_health_check_failures_total", "connection=\"command\"",
+                 s.health_failures[0]);
+    prom::sample(out, "spoa_redis_health_check_failures_total", "connection=\"subscriber\"",
+                 s.health_failures[1]);
 }
 
 }  // namespace spoa::handlers::routing

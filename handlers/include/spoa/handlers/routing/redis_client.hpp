@@ -33,8 +33,15 @@
 /// - destruction: any thread (also the service loop's); it posts the close of both connections,
 ///   which completes what is pending with `unavailable`. If the loop stopped first, the loop's
 ///   at_stop hook has already closed them.
-/// Not built yet: a health PING on the subscription connection, so a server that stops
-/// answering but keeps its socket open (SIGSTOP) goes unnoticed there until it answers again.
+///
+/// Health checks, every ping_interval while the command connection is up (a server that stops
+/// answering, or a network path that dies, may leave a socket open and silent):
+/// - a connection is up only once the server answered a PING (the last handshake step);
+/// - PING on the command connection: no answer within command_timeout drops and remakes it;
+/// - a heartbeat PUBLISHed to this client's own channel `<prefix>heartbeat:<random>`, which the
+///   subscription connection must deliver: no receiver at the server, or no delivery by the next
+///   check, drops and remakes the subscription connection (and `on_resubscribed` follows).
+/// These commands count in the command metrics like any other.
 
 #include <cstdint>
 #include <functional>
@@ -80,6 +87,8 @@ struct redis_stats {
     std::uint64_t pending = 0;      ///< commands owed by Redis now
     std::uint64_t errors[redis_error_count] = {};
     std::uint64_t messages = 0;  ///< messages received on subscribed channels
+    /// Connections dropped by a health check, [command, subscriber].
+    std::uint64_t health_failures[2] = {};
 };
 
 class redis_client {
