@@ -12,8 +12,11 @@ platform (README "Running several agents"): the fleet wakes a sleeping resource 
      request it holds 200; A's HAProxy answers its requests with the fail-closed 503 within
      `timeout processing`. The platform saw two wakes, the second after the kill.
   3. Redis killed while warm requests flow through both HAProxies (A restarted): every one is
-     answered 200, both agents stay ready, a route never asked before is decided locally on
-     each; Redis restarted: both reconnect and coordinate again (one wake for 200 requests).
+     answered 200, a route never asked before is decided locally on each; Redis restarted: both
+     reconnect and coordinate again (one wake for 200 requests).
+  Activity: the request counts the two agents add up in Redis equal the requests the two
+  HAProxies answered (after the herd, after the takeover), with a last-seen time for each
+  resource; counts made while Redis was down reach the restarted Redis.
 
 Needs redis-server and redis-cli (skipped, 77, without them).
 """
@@ -80,6 +83,7 @@ class Node(c.Stack):
                                           "max_waiters": 10000})
         return text + (f"redis: {{address: 127.0.0.1:{redis.port}, agent_id: {self.name}, "
                        f"wake_lease_ms: {LEASE_MS}, command_timeout_ms: 250, "
+                       f"activity_interval_ms: 200, "
                        f"reconnect_min_ms: 20, reconnect_max_ms: 200}}\n")
 
     def redis_up(self):
@@ -127,6 +131,26 @@ def herd(a, b, platform):
     follower = b if won[0] == 1 else a
     check("another agent wakes the backend, following" in follower.agent.log_text(),
           f"{follower.name} followed the other agent's wake")
+    return N
+
+
+def activity(redis, rid):
+    """The fleet's request count of `rid` in Redis (README "Activity in Redis")."""
+    return int(redis.cli("HGET", f"spoa:activity:http:{rid}", "requests") or 0)
+
+
+def check_activity(redis, expected):
+    """Every agent flushes its counts within its activity interval: wait for the totals."""
+    try:
+        c.wait_for(lambda: all(activity(redis, rid) == n for rid, n in expected.items()), 10,
+                   "activity counts in Redis")
+    finally:
+        log("activity in Redis: " + ", ".join(f"{rid} {activity(redis, rid)} (requests answered "
+                                              f"{n})" for rid, n in expected.items()))
+    now_ms = time.time() * 1000
+    for rid in expected:
+        seen = float(redis.cli("ZSCORE", "spoa:activity:last_seen", f"http:{rid}"))
+        check(now_ms - 60000 < seen <= now_ms + 1000, f"last seen of {rid}: {seen}")
 
 
 def run_in_thread(fn):
@@ -192,6 +216,7 @@ def redis_outage(a, b, platform, redis):
     try:
         c.wait_for(lambda: sum(statuses.values()) >= 20, 10, "warm traffic flowing")
         redis.kill()
+        killed_at = sum(statuses.values())
         c.wait_for(lambda: not a.redis_up() and not b.redis_up(), 10, "both agents without Redis")
         during = sum(statuses.values())
         # A route never asked before is decided locally on each node (no shared tier, no lease).
@@ -199,6 +224,7 @@ def redis_outage(a, b, platform, redis):
             r = c.http_get(node.http_port, "late.test")
             check_eq((r.status, r.backend), (200, "late.test"), f"{node.name}: a miss without Redis")
         c.wait_for(lambda: sum(statuses.values()) >= during + 20, 10, "traffic during the outage")
+        down_until = sum(statuses.values())
         redis.start()
         c.wait_for(lambda: a.redis_up() and b.redis_up(), 10, "both agents reconnected")
     finally:
@@ -215,6 +241,7 @@ def redis_outage(a, b, platform, redis):
     log(f"after Redis came back: statuses {statuses_again}, kinds {kinds_again}")
     check_eq(statuses_again, {200: 200}, "requests for a sleeping resource after Redis came back")
     check_eq(platform.wakes("again.test"), 1, "one wake after Redis came back")
+    return down_until - killed_at, statuses[200]
 
 
 def test(env):
@@ -244,13 +271,24 @@ def test(env):
     for node in (a, b):
         node.start_haproxy()
 
-    herd(a, b, platform)
+    herd_requests = herd(a, b, platform)
+    # Both agents' counts, added in Redis, equal the requests both HAProxies answered.
+    check_activity(redis, {"herd.test": herd_requests})
     takeover(a, b, platform, redis)
+    # A's counts were flushed before it was killed; its refused requests were never routed.
+    check_activity(redis, {"herd.test": herd_requests, "takeover.test": 20})
     # A was killed by the takeover: it comes back on the same ports, for both nodes to route.
     a.start_agent(a.routing(routes, platform, redis))
     a.env.stats_socket = a.stats_socket
     a.wait_agent_up()
-    redis_outage(a, b, platform, redis)
+    during, warm = redis_outage(a, b, platform, redis)
+    # The restarted Redis starts empty (no persistence here): it holds what was counted while
+    # it was down (written once the agents reconnected) and what came after.
+    check_activity(redis, {"late.test": 2, "again.test": 200})
+    herd_after = activity(redis, "herd.test")
+    check(during <= herd_after <= warm,
+          f"herd.test in the new Redis: {herd_after}, between the {during} requests made while "
+          f"it was down and the {warm} of the whole outage test")
 
 
 if __name__ == "__main__":

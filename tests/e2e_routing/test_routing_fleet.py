@@ -3,12 +3,14 @@
 
   * both connect (spoa_redis_connected on /metrics) and decide from their own cache: a decision
     on B is a miss, then a hit (decisions sent as SPOP NOTIFYs with spoa-cli);
-  * POST /invalidate on agent A empties B's cached route (B's GET /explain says "absent", B's
-    next decision is a miss); the fan-out latency (POST on A -> gone on B) over many rounds,
+  * B's miss writes the shared cache tier (spoa:cache:http:app.test); POST /invalidate on
+    agent A deletes that entry and empties B's cached route (B's GET /explain says "absent",
+    B's next decision is a miss); the fan-out latency (POST on A -> gone on B) over many rounds,
     p50/p99 printed, p50 under 50 ms (the p99 target is checked without HTTP in
     tests/handlers/invalidation_fanout_test.cpp);
   * an invalidation the control plane pushes to A (resolver chain) empties B too;
-  * a platform's own `redis-cli PUBLISH spoa:invalidate "1 - * app.test"` empties both;
+  * a platform's own `redis-cli PUBLISH spoa:invalidate "1 - * app.test"` empties both, and
+    the shared tier's entry;
   * Redis killed: both agents keep deciding (hits, and misses resolved locally) and stay ready
     (/readyz 200, with a "degraded: redis ..." line); an
     invalidation published meanwhile is counted as dropped; Redis restarted: both reconnect,
@@ -27,6 +29,7 @@ import routing_env as r
 from routing_env import check, check_eq, log
 
 harness = r.harness
+SHARED_APP = "spoa:cache:http:app.test"  # the shared cache tier's entry (README)
 
 
 def find_spoa_cli(agent_bin):
@@ -176,8 +179,11 @@ def test(env):
     # The subscription is confirmed asynchronously: publish until both receive.
     wait_for("both subscribed", lambda: redis.publish("spoa:invalidate", "1 - * warmup") == 2)
 
-    # POST /invalidate on A empties B.
+    # POST /invalidate on A empties B, and the shared cache tier (B's miss wrote it).
+    wait_for("B's route in the shared tier", lambda: redis.cli("EXISTS", SHARED_APP) == "1")
     a.invalidate("app.test")
+    wait_for("the shared entry gone after A's invalidation",
+             lambda: redis.cli("EXISTS", SHARED_APP) == "0")
     wait_for("B's app.test gone after A's invalidation",
              lambda: b.cache_state("app.test") == "absent", timeout=5)
     check_eq(b.decide("app.test")["cache"], "miss", "B resolves again after the invalidation")
@@ -195,10 +201,15 @@ def test(env):
     # A platform's own PUBLISH reaches both.
     cached_on(a, "other.test")
     cached_on(b, "other.test")
+    wait_for("other.test in the shared tier",
+             lambda: redis.cli("EXISTS", "spoa:cache:http:other.test") == "1")
     check_eq(redis.publish("spoa:invalidate", "1 - http other.test"), 2, "two subscribers")
     for agent in (a, b):
         wait_for(f"{agent.name}: other.test gone after the platform's PUBLISH",
                  lambda agent=agent: agent.cache_state("other.test") == "absent", timeout=5)
+    # The platform changed the route behind the agents' back: they drop the shared entry too.
+    wait_for("other.test gone from the shared tier",
+             lambda: redis.cli("EXISTS", "spoa:cache:http:other.test") == "0")
 
     # Redis killed: decisions go on locally; invalidations are dropped and counted.
     cached_on(a, "app.test")

@@ -202,3 +202,42 @@ TEST_CASE("fanout: latency from publish on A to applied on B", "[redis][fanout][
 }
 
 }  // namespace spoa::handlers::routing
+
+namespace spoa::handlers::routing {
+
+TEST_CASE("fanout: the platform hook runs for a platform's messages only", "[redis][fanout]") {
+    test::redis_server server;
+    agent_side other(server, "agent-b");
+    auto loop = std::make_shared<service_loop>();
+    redis_options o;
+    o.address = connect_address::parse(server.address());
+    auto redis = std::make_shared<redis_client>(o, loop, nullptr);
+    auto log = std::make_shared<applied_log>();
+    auto platform_log = std::make_shared<applied_log>();
+    invalidation_fanout f(
+        redis, "agent-a",
+        [log](const std::string& res, std::optional<app_protocol> p) { log->add(res, p); },
+        [] {}, nullptr,
+        [platform_log](const std::string& res, std::optional<app_protocol> p) {
+            platform_log->add(res, p);
+        });
+    REQUIRE(eventually([&] {
+        return platform_publish(*other.redis, "spoa:invalidate", "1 - * warmup") == 2;
+    }));
+    while (log->next(100ms)) {
+    }
+    while (platform_log->next(100ms)) {
+    }
+    other.fanout->publish("from.agent", app_protocol::http);
+    REQUIRE(log->next());
+    CHECK_FALSE(platform_log->next(100ms));
+    platform_publish(*other.redis, "spoa:invalidate", "1 - tls from.platform");
+    const auto seen = platform_log->next();
+    REQUIRE(seen);
+    CHECK(seen->first == "from.platform");
+    CHECK(seen->second == app_protocol::tls);
+    REQUIRE(log->next());  // applied as well
+    loop->join();
+}
+
+}  // namespace spoa::handlers::routing

@@ -13,6 +13,7 @@ namespace spoa::handlers::routing {
 struct invalidation_fanout::state {
     std::string agent_id;
     apply_fn apply;
+    apply_fn from_platform;
     std::function<void()> resync;
     std::shared_ptr<spdlog::logger> log;
     std::atomic<std::uint64_t> published{0};
@@ -43,18 +44,21 @@ struct invalidation_fanout::state {
             return;
         }
         applied++;
+        if (m->origin == "-" && from_platform) from_platform(m->id, m->protocol);
         if (apply) apply(m->id, m->protocol);
     }
 };
 
 invalidation_fanout::invalidation_fanout(std::shared_ptr<redis_client> redis, std::string agent_id,
                                          apply_fn apply, std::function<void()> resync,
-                                         std::shared_ptr<spdlog::logger> log)
+                                         std::shared_ptr<spdlog::logger> log,
+                                         apply_fn from_platform)
     : redis_(std::move(redis)),
       channel_(redis_->options().key_prefix + "invalidate"),
       state_(std::make_shared<state>()) {
     state_->agent_id = std::move(agent_id);
     state_->apply = std::move(apply);
+    state_->from_platform = std::move(from_platform);
     state_->resync = std::move(resync);
     state_->log = std::move(log);
     redis_->subscribe(channel_, [s = state_](std::string_view payload) { s->received(payload); });

@@ -5,6 +5,7 @@
 #include <future>
 #include <stdexcept>
 
+#include "spoa/handlers/routing/activity_exporter.hpp"
 #include "spoa/handlers/routing/chain_resolver.hpp"
 #include "spoa/handlers/routing/feedback_log.hpp"
 #include "spoa/handlers/routing/invalidation_fanout.hpp"
@@ -13,6 +14,7 @@
 #include "spoa/handlers/routing/redis_resolver.hpp"
 #include "spoa/handlers/routing/remote_resolver.hpp"
 #include "spoa/handlers/routing/router.hpp"
+#include "spoa/handlers/routing/shared_route_tier.hpp"
 #include "spoa/handlers/routing/static_resolver.hpp"
 #include "spoa/handlers/routing/wake_lease.hpp"
 #include "spoa/handlers/service_loop.hpp"
@@ -102,11 +104,10 @@ void service::start(std::shared_ptr<resolver> active, const routing_config& cfg,
     if (remote_) {
         // Control-plane pushes run on the service loop, which ends before the router; with a
         // fleet, the agent that got the push tells the others.
-        remote_->set_invalidation_handler(
-            [r = router_.get(), f = fanout_](std::string id, std::optional<app_protocol> p) {
-                r->invalidate(id, p);
-                if (f) f->publish(id, p);
-            });
+        remote_->set_invalidation_handler([this](std::string id, std::optional<app_protocol> p) {
+            router_->invalidate(id, p);
+            share_invalidation(id, p);
+        });
         a.metrics().add_collector(
             [remote = remote_](std::string& out) { remote->render_metrics(out); });
         // Ready means decisions can be made: with a control plane, only once it is connected.
@@ -138,23 +139,39 @@ void service::start(std::shared_ptr<resolver> active, const routing_config& cfg,
 
 void service::start_fleet(const redis_options& opts, agent& a) {
     auto id = opts.agent_id.empty() ? random_agent_id() : opts.agent_id;
-    // Both callbacks run on the service loop, which ends before the router.
+    if (opts.shared_cache) {
+        shared_ = std::make_shared<shared_route_tier>(redis_, id, loop_, logger_);
+        router_->share_routes(shared_);
+    }
+    // The callbacks run on the service loop, which ends before the router. A platform's own
+    // message also drops the shared entry (an agent's invalidation dropped it before it was
+    // published).
     fanout_ = std::make_shared<invalidation_fanout>(
-        redis_, std::move(id),
+        redis_, id,
         [r = router_.get()](const std::string& res, std::optional<app_protocol> p) {
             r->invalidate(res, p);
         },
-        [r = router_.get()] { r->cache().clear(); }, logger_);
-    router_->on_admin_invalidate(
-        [f = fanout_](std::string_view res, std::optional<app_protocol> p) { f->publish(res, p); });
+        [r = router_.get()] { r->cache().clear(); }, logger_,
+        [t = shared_](const std::string& res, std::optional<app_protocol> p) {
+            if (t) t->invalidate(res, p);
+        });
+    router_->on_admin_invalidate([this](std::string_view res, std::optional<app_protocol> p) {
+        share_invalidation(res, p);
+    });
     if (opts.wake_lease.count() > 0) {
-        wakes_ = std::make_shared<wake_lease>(redis_, fanout_->agent_id(), logger_);
+        wakes_ = std::make_shared<wake_lease>(redis_, id, logger_);
         router_->cold_starts().coordinate_wakes(wakes_);
     }
-    a.metrics().add_collector([redis = redis_, f = fanout_, w = wakes_](std::string& out) {
+    activity_ =
+        std::make_shared<activity_exporter>(redis_, router_->activity(), opts, loop_, logger_);
+    activity_->start();
+    a.metrics().add_collector([redis = redis_, f = fanout_, w = wakes_, t = shared_,
+                               act = activity_](std::string& out) {
         redis->render_metrics(out);
         f->render_metrics(out);
         if (w) w->render_metrics(out);
+        if (t) t->render_metrics(out);
+        act->render_metrics(out);
     });
     // Redis down never stops routing (each agent decides from its own cache and resolver), so
     // an agent without Redis stays ready; /readyz, /metrics and the log say it is degraded.
@@ -164,8 +181,15 @@ void service::start_fleet(const redis_options& opts, agent& a) {
         return "redis " + redis->options().address.to_string() +
                " unreachable: deciding alone (no shared cache, wake lease or invalidations)";
     });
-    logger_->info("fleet: agent id {}, Redis at {}, invalidations on channel {}",
-                  fanout_->agent_id(), opts.address.to_string(), fanout_->channel());
+    logger_->info("fleet: agent id {}, Redis at {}, invalidations on channel {}", id,
+                  opts.address.to_string(), fanout_->channel());
+}
+
+void service::share_invalidation(std::string_view id, std::optional<app_protocol> p) {
+    // One connection, in order: the shared entry is gone before any agent hears of the change,
+    // so none reads the old route back from Redis.
+    if (shared_) shared_->invalidate(id, p);
+    if (fanout_) fanout_->publish(id, p);
 }
 
 void service::add_reload(const std::string& path, agent& a) {

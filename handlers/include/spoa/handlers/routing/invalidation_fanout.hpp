@@ -48,9 +48,12 @@ class invalidation_fanout {
   public:
     using apply_fn = std::function<void(const std::string& id, std::optional<app_protocol> p)>;
 
-    /// Subscribes at once. `agent_id` must be valid_agent_id().
+    /// Subscribes at once. `agent_id` must be valid_agent_id(). `from_platform`, if set, also
+    /// runs (before `apply`) for the messages a platform published itself (origin `-`): what it
+    /// changed was not changed through an agent, so e.g. the shared cache entry is still there.
     invalidation_fanout(std::shared_ptr<redis_client> redis, std::string agent_id, apply_fn apply,
-                        std::function<void()> resync, std::shared_ptr<spdlog::logger> log);
+                        std::function<void()> resync, std::shared_ptr<spdlog::logger> log,
+                        apply_fn from_platform = {});
     invalidation_fanout(const invalidation_fanout&) = delete;
     invalidation_fanout& operator=(const invalidation_fanout&) = delete;
 

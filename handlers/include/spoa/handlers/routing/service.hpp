@@ -4,7 +4,9 @@
 
 #include <cstddef>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 
 #include "spoa/agent/agent.hpp"
 #include "spoa/handlers/routing/resolver.hpp"
@@ -20,11 +22,13 @@ class service_loop;
 
 namespace spoa::handlers::routing {
 
+class activity_exporter;
 class feedback_log;
 class invalidation_fanout;
 class redis_client;
 class remote_resolver;
 class router;
+class shared_route_tier;
 class static_resolver;
 class wake_lease;
 
@@ -61,6 +65,9 @@ class service {
     void start(std::shared_ptr<resolver> active, const routing_config& cfg, agent& a);
     void add_reload(const std::string& path, agent& a);
     void start_fleet(const redis_options& opts, agent& a);
+    /// An invalidation made here (POST /invalidate, a control-plane push) for the whole fleet:
+    /// the shared cache entry dropped, then the other agents told. Service loop or admin thread.
+    void share_invalidation(std::string_view id, std::optional<app_protocol> p);
 
     std::shared_ptr<spdlog::logger> logger_;
     std::shared_ptr<handlers::service_loop> loop_;
@@ -72,6 +79,8 @@ class service {
     std::shared_ptr<redis_client> redis_;
     std::shared_ptr<invalidation_fanout> fanout_;  ///< invalidations shared through it
     std::shared_ptr<wake_lease> wakes_;            ///< one wake per resource across the fleet
+    std::shared_ptr<shared_route_tier> shared_;    ///< the route cache's second tier
+    std::shared_ptr<activity_exporter> activity_;  ///< activity counts written to Redis
 };
 
 /// Loads and validates a routing file as the service would (throws std::runtime_error
