@@ -261,6 +261,11 @@ def check_chain(st, redis, a, b):
     check_eq((code, r.backend_of(body), h.get("x-route-cache")), (200, "B", "hit"),
              "a cached route without Redis")
     check_eq(r.http_get(st.http_port, "static.test", "/no-redis")[0], 200, "the file's route")
+    # Redis is a source of routes here: the agent says it is not ready (misses may fail).
+    status, _, body = harness.http_request("127.0.0.1", st.admin_port, "GET", "/readyz",
+                                           timeout=5)
+    check_eq(status, 503, f"/readyz without the redis resolver's Redis: {body!r}")
+    check(b"not ready: redis resolver: Redis 127.0.0.1:" in body, f"/readyz says {body!r}")
     code, _, body = r.http_get(st.http_port, "new.test")
     check_eq(code, 503, f"an id not cached while Redis is down: not 404 ({body!r})")
     check_eq(st.agent.metric("spoa_resolver_calls_total", 'resolver="chain"'), 4.0,

@@ -57,6 +57,7 @@ service::service(const routing_config& cfg, agent& a, std::shared_ptr<spdlog::lo
                 return remote_;
             case link::redis:
                 if (!redis_) throw std::runtime_error("the redis resolver needs a redis: section");
+                routes_in_redis_ = true;
                 return std::make_shared<redis_resolver>(redis_, logger_);
         }
         throw std::logic_error("unknown resolver");
@@ -101,6 +102,14 @@ service::~service() {
 void service::start(std::shared_ptr<resolver> active, const routing_config& cfg, agent& a) {
     router_ = std::make_unique<routing::router>(active, cfg.ssrf, cfg.router, loop_, logger_);
     if (cfg.redis) start_fleet(*cfg.redis, a);
+    if (routes_in_redis_) {
+        // Redis is then a source of routes, like a control plane: without it misses fail.
+        a.readiness_check([redis = redis_]() -> std::optional<std::string> {
+            if (redis->connected(redis_link::command)) return std::nullopt;
+            return "redis resolver: Redis " + redis->options().address.to_string() +
+                   " unreachable";
+        });
+    }
     if (remote_) {
         // Control-plane pushes run on the service loop, which ends before the router; with a
         // fleet, the agent that got the push tells the others.

@@ -77,6 +77,7 @@ class service {
     std::unique_ptr<feedback_log> feedback_;
     /// The fleet's Redis, if configured: made first, as the `redis` resolver uses it too.
     std::shared_ptr<redis_client> redis_;
+    bool routes_in_redis_ = false;  ///< the `redis` resolver is used (readiness needs Redis)
     std::shared_ptr<invalidation_fanout> fanout_;  ///< invalidations shared through it
     std::shared_ptr<wake_lease> wakes_;            ///< one wake per resource across the fleet
     std::shared_ptr<shared_route_tier> shared_;    ///< the route cache's second tier
