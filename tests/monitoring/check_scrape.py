@@ -3,7 +3,7 @@
 
 --agent-only (label unit): spoa-agent with a routing configuration whose resolver is a chain
 (static routes, then a control plane that is not there, so the control-plane metrics are
-rendered too); GET /metrics must pass `promtool check metrics` with nothing reported, every
+rendered too) and a redis: section (a Redis that is not there: the fleet's metrics); GET /metrics must pass `promtool check metrics` with nothing reported, every
 spoa_* metric named by the rules file or the dashboard (expressions, descriptions) must be a
 metric family of the scrape, and the README's "## Metrics" tables must list exactly the
 scrape's families, with their types.
@@ -165,10 +165,12 @@ def agent_only(agent_bin, tmpdir, referenced):
     ports = harness.PortAllocator()
     proc = None
     try:
-        listen, admin, nobody = ports.get(), ports.get(), ports.get()
+        listen, admin, nobody, no_redis = ports.get(), ports.get(), ports.get(), ports.get()
         cfg = os.path.join(tmpdir, "routing.yaml")
         with open(cfg, "w") as f:
             f.write(routing_config("    app1.localhost: {endpoints: [127.0.0.1:9001]}\n", nobody))
+            # The fleet's metrics are rendered (at 0) with a Redis that is not there.
+            f.write(f"redis: {{address: 127.0.0.1:{no_redis}}}\n")
         argv = [agent_bin, "--config", cfg, "--listen", f"127.0.0.1:{listen}",
                 "--admin", f"127.0.0.1:{admin}", "--threads", "1"]
         proc = harness.Agent(None, argv, os.path.join(tmpdir, "agent.log"),
