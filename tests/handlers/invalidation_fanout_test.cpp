@@ -216,14 +216,13 @@ TEST_CASE("fanout: the platform hook runs for a platform's messages only", "[red
     auto platform_log = std::make_shared<applied_log>();
     invalidation_fanout f(
         redis, "agent-a",
-        [log](const std::string& res, std::optional<app_protocol> p) { log->add(res, p); },
-        [] {}, nullptr,
+        [log](const std::string& res, std::optional<app_protocol> p) { log->add(res, p); }, [] {},
+        nullptr,
         [platform_log](const std::string& res, std::optional<app_protocol> p) {
             platform_log->add(res, p);
         });
-    REQUIRE(eventually([&] {
-        return platform_publish(*other.redis, "spoa:invalidate", "1 - * warmup") == 2;
-    }));
+    REQUIRE(eventually(
+        [&] { return platform_publish(*other.redis, "spoa:invalidate", "1 - * warmup") == 2; }));
     while (log->next(100ms)) {
     }
     while (platform_log->next(100ms)) {

@@ -4,8 +4,8 @@
 
 #include <catch2/catch.hpp>
 
-#include <chrono>
 #include <atomic>
+#include <chrono>
 #include <future>
 #include <map>
 #include <memory>
@@ -13,9 +13,9 @@
 #include <thread>
 
 #include "redis_server.hpp"
-#include "tcp_relay.hpp"
 #include "spoa/handlers/routing/redis_client.hpp"
 #include "spoa/handlers/service_loop.hpp"
+#include "tcp_relay.hpp"
 
 namespace spoa::handlers::routing {
 namespace {

@@ -59,8 +59,9 @@ struct agent_side {
         o.wake_lease = ttl;
         redis = std::make_shared<redis_client>(o, loop, nullptr);
         lease = std::make_shared<wake_lease>(redis, std::move(id), nullptr);
-        lease->on_outcome(
-            [l = log](app_protocol p, std::string_view rid, outcome what) { l->add(p, rid, what); });
+        lease->on_outcome([l = log](app_protocol p, std::string_view rid, outcome what) {
+            l->add(p, rid, what);
+        });
     }
     ~agent_side() { loop->join(); }
 
@@ -136,8 +137,9 @@ TEST_CASE("wake lease: one winner, the others follow its outcome", "[redis][wake
 
     // The subscriptions are confirmed asynchronously: an outcome published before B listens
     // is lost to it (the followers poll for that case), so wait until both listen.
-    REQUIRE(eventually(
-        [&] { return a.command({"PUBLISH", "spoa:wake", "1 - http ready warmup"}).integer == 3; }));
+    REQUIRE(eventually([&] {
+        return a.command({"PUBLISH", "spoa:wake", "1 - http ready warmup"}).integer == 3;
+    }));
     for (auto* side : {&a, &b, &c}) {
         while (side->log->next(100ms)) {
         }
@@ -152,7 +154,9 @@ TEST_CASE("wake lease: one winner, the others follow its outcome", "[redis][wake
         CHECK(std::get<2>(*got) == outcome::ready);
     }
     CHECK_FALSE(a.log->next(50ms));  // its own echo
-    REQUIRE(eventually([&] { return a.command({"EXISTS", "spoa:wake:http:app.test"}).integer == 0; }));
+    REQUIRE(eventually([&] {
+        return a.command({"EXISTS", "spoa:wake:http:app.test"}).integer == 0;
+    }));
     // Released: the next start of the same resource may be claimed again.
     CHECK(c.claim(app_protocol::http, "app.test") == claim_result::won);
 

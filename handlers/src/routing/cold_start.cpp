@@ -188,10 +188,10 @@ void cold_starter::coordinate_wakes(std::shared_ptr<wake_coordinator> c) {
     coordinator_ = std::move(c);
     if (!coordinator_) return;
     // Runs on the service loop, which ends before the starter is destroyed.
-    coordinator_->on_outcome([this](app_protocol proto, std::string_view id,
-                                    wake_coordinator::outcome o) {
-        other_agent_outcome(proto, id, o);
-    });
+    coordinator_->on_outcome(
+        [this](app_protocol proto, std::string_view id, wake_coordinator::outcome o) {
+            other_agent_outcome(proto, id, o);
+        });
 }
 
 void cold_starter::wake(const std::shared_ptr<pending>& p) {
@@ -234,8 +234,8 @@ void cold_starter::follow(const std::shared_ptr<pending>& p) {
 }
 
 void cold_starter::keep_lease(const std::shared_ptr<pending>& p) {
-    const auto every = std::max<std::uint64_t>(
-        1, static_cast<std::uint64_t>(coordinator_->lease().count()) / 3);
+    const auto every =
+        std::max<std::uint64_t>(1, static_cast<std::uint64_t>(coordinator_->lease().count()) / 3);
     loop_.start_timer(every, [this, p] {
         if (p->done || stopping_) return;
         coordinator_->renew(p->ctx.proto, p->id);

@@ -197,13 +197,13 @@ class redis_state : public std::enable_shared_from_this<redis_state> {
     }
 
     void schedule_health_check() {
-        health_timer_ = loop_.start_timer(static_cast<std::uint64_t>(opts_.ping_interval.count()),
-                                          [this] {
-                                              health_timer_ = 0;
-                                              if (stopped_) return;
-                                              health_check();
-                                              schedule_health_check();
-                                          });
+        health_timer_ =
+            loop_.start_timer(static_cast<std::uint64_t>(opts_.ping_interval.count()), [this] {
+                health_timer_ = 0;
+                if (stopped_) return;
+                health_check();
+                schedule_health_check();
+            });
     }
 
     /// Every ping_interval, while the command connection is up: a PING on it (no answer within
@@ -264,7 +264,7 @@ class redis_state : public std::enable_shared_from_this<redis_state> {
         steady::time_point last_log{};
         bool was_up = false;         ///< came up at least once (its next SUBSCRIBEs resubscribe)
         bool resubscribing = false;  ///< the SUBSCRIBEs in flight follow a lost connection
-        unsigned unconfirmed = 0;  ///< SUBSCRIBEs not yet confirmed since it came up
+        unsigned unconfirmed = 0;    ///< SUBSCRIBEs not yet confirmed since it came up
     };
     struct pending_command {
         redis_client::completion done;

@@ -406,13 +406,12 @@ routing_config from_node(const YAML::Node& root, const std::string& origin) {
     if (const auto s = top.section("activity", {"throttle_ms", "connect_events", "max_entries"}))
         parse_activity(*s, cfg.router);
     if (const auto s = top.section("passive", {"listen"})) cfg.feedback_listen = parse_passive(*s);
-    if (const auto s =
-            top.section("redis", {"address", "database", "user", "password", "key_prefix",
-                                  "agent_id", "connect_timeout_ms", "command_timeout_ms",
-                                  "reconnect_min_ms", "reconnect_max_ms", "max_pending",
-                                  "ping_interval_ms", "wake_lease_ms", "shared_cache",
-                                  "coordinate_resolves", "resolve_lease_ms",
-                                  "activity_interval_ms"}))
+    if (const auto s = top.section(
+            "redis",
+            {"address", "database", "user", "password", "key_prefix", "agent_id",
+             "connect_timeout_ms", "command_timeout_ms", "reconnect_min_ms", "reconnect_max_ms",
+             "max_pending", "ping_interval_ms", "wake_lease_ms", "shared_cache",
+             "coordinate_resolves", "resolve_lease_ms", "activity_interval_ms"}))
         cfg.redis = parse_redis(*s);
     check_routes(top["routes"], origin);
     return cfg;

@@ -106,8 +106,7 @@ void service::start(std::shared_ptr<resolver> active, const routing_config& cfg,
         // Redis is then a source of routes, like a control plane: without it misses fail.
         a.readiness_check([redis = redis_]() -> std::optional<std::string> {
             if (redis->connected(redis_link::command)) return std::nullopt;
-            return "redis resolver: Redis " + redis->options().address.to_string() +
-                   " unreachable";
+            return "redis resolver: Redis " + redis->options().address.to_string() + " unreachable";
         });
     }
     if (remote_) {
@@ -174,14 +173,14 @@ void service::start_fleet(const redis_options& opts, agent& a) {
     activity_ =
         std::make_shared<activity_exporter>(redis_, router_->activity(), opts, loop_, logger_);
     activity_->start();
-    a.metrics().add_collector([redis = redis_, f = fanout_, w = wakes_, t = shared_,
-                               act = activity_](std::string& out) {
-        redis->render_metrics(out);
-        f->render_metrics(out);
-        if (w) w->render_metrics(out);
-        if (t) t->render_metrics(out);
-        act->render_metrics(out);
-    });
+    a.metrics().add_collector(
+        [redis = redis_, f = fanout_, w = wakes_, t = shared_, act = activity_](std::string& out) {
+            redis->render_metrics(out);
+            f->render_metrics(out);
+            if (w) w->render_metrics(out);
+            if (t) t->render_metrics(out);
+            act->render_metrics(out);
+        });
     // Redis down never stops routing (each agent decides from its own cache and resolver), so
     // an agent without Redis stays ready; /readyz, /metrics and the log say it is degraded.
     a.readiness_note([redis = redis_]() -> std::optional<std::string> {

@@ -126,22 +126,21 @@ std::string wake_lease::key_of(app_protocol p, const std::string& id) const {
 
 void wake_lease::claim(app_protocol p, const std::string& id,
                        std::function<void(claim_result)> done) {
-    redis_->command({"SET", key_of(p, id), state_->agent_id, "NX", "PX",
-                     std::to_string(state_->lease.count())},
-                    [s = state_, done = std::move(done)](redis_result r) {
-                        if (r.error) {
-                            s->count(claim_event::unknown);
-                            s->warn_at_most_every_10s("claim failed, waking locally",
-                                                      r.error == redis_error::server
-                                                          ? r.text
-                                                          : to_string(*r.error));
-                            done(claim_result::unknown);
-                            return;
-                        }
-                        const bool won = !r.nil;
-                        s->count(won ? claim_event::won : claim_event::lost);
-                        done(won ? claim_result::won : claim_result::lost);
-                    });
+    redis_->command(
+        {"SET", key_of(p, id), state_->agent_id, "NX", "PX", std::to_string(state_->lease.count())},
+        [s = state_, done = std::move(done)](redis_result r) {
+            if (r.error) {
+                s->count(claim_event::unknown);
+                s->warn_at_most_every_10s(
+                    "claim failed, waking locally",
+                    r.error == redis_error::server ? r.text : to_string(*r.error));
+                done(claim_result::unknown);
+                return;
+            }
+            const bool won = !r.nil;
+            s->count(won ? claim_event::won : claim_event::lost);
+            done(won ? claim_result::won : claim_result::lost);
+        });
 }
 
 void wake_lease::renew(app_protocol p, const std::string& id) {

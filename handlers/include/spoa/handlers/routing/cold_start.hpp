@@ -145,7 +145,7 @@ class cold_starter {
     route_cache& cache_;
     cold_start_options opts_;
     std::shared_ptr<spdlog::logger> log_;
-    std::unique_ptr<handlers::http_client> http_;  ///< created on the loop thread
+    std::unique_ptr<handlers::http_client> http_;    ///< created on the loop thread
     std::shared_ptr<wake_coordinator> coordinator_;  ///< a fleet's; set before the agent runs
 
     /// Guards pending_, failed_ and every pending's waiters; wait() runs on loop threads, the
