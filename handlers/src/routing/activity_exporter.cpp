@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "spoa/agent/metrics.hpp"
+#include "throttled_warning.hpp"
 
 namespace spoa::handlers::routing {
 
@@ -121,7 +122,7 @@ struct activity_exporter::state : std::enable_shared_from_this<state> {
     std::uint64_t timer = 0;
     std::unordered_map<std::string, carried> carry;
     std::size_t cursor = 0;  ///< the table position the next flush starts from
-    steady::time_point last_warning{};
+    throttled_warning warn{log, "redis activity"};  ///< service loop only (a flush per interval)
 
     std::atomic<std::uint64_t> flushes_sent{0};
     std::atomic<std::uint64_t> flushes_idle{0};
@@ -301,8 +302,7 @@ struct activity_exporter::state : std::enable_shared_from_this<state> {
     bool failed(const redis_result& r, std::string_view command) {
         if (!r.error) return false;
         commands_failed[static_cast<std::size_t>(*r.error)]++;
-        warn(std::string(command) + " failed",
-             *r.error == redis_error::server ? r.text : std::string(to_string(*r.error)));
+        warn(std::string(command) + " failed", describe(r));
         return true;
     }
 
@@ -319,16 +319,6 @@ struct activity_exporter::state : std::enable_shared_from_this<state> {
         it->second.requests += requests;
         it->second.seen_ms = std::max(it->second.seen_ms, seen);
         requests_carried += requests;
-    }
-
-    /// At most one line per 10 s: a Redis in trouble fails every flush.
-    void warn(std::string_view what, std::string_view detail) {
-        const auto now = steady::now();
-        if (!log ||
-            (last_warning != steady::time_point{} && now - last_warning < std::chrono::seconds(10)))
-            return;
-        last_warning = now;
-        log->warn("redis activity: {}: {}", what, detail);
     }
 };
 

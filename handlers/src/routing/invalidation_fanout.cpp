@@ -5,6 +5,7 @@
 #include <chrono>
 
 #include "spoa/handlers/routing/invalidation_message.hpp"
+#include "throttled_warning.hpp"
 
 namespace spoa::handlers::routing {
 
@@ -22,21 +23,13 @@ struct invalidation_fanout::state {
     std::atomic<std::uint64_t> own{0};
     std::atomic<std::uint64_t> malformed{0};
     std::atomic<std::uint64_t> resyncs{0};
-    /// Loop thread only: a stream of bad messages (or drops) logs once per interval.
-    std::chrono::steady_clock::time_point last_warning{};
-
-    void warn_at_most_every_10s(std::string_view what, std::string_view detail) {
-        const auto now = std::chrono::steady_clock::now();
-        if (!log || now - last_warning < std::chrono::seconds(10)) return;
-        last_warning = now;
-        log->warn("redis invalidations: {}: {}", what, detail);
-    }
+    throttled_warning warn;  ///< loop thread only
 
     void received(std::string_view payload) {
         const auto m = parse_invalidation(payload);
         if (!m) {
             malformed++;
-            warn_at_most_every_10s("malformed message ignored", payload.substr(0, 200));
+            warn("malformed message ignored", payload.substr(0, 200));
             return;
         }
         if (m->origin == agent_id) {
@@ -61,6 +54,7 @@ invalidation_fanout::invalidation_fanout(std::shared_ptr<redis_client> redis, st
     state_->from_platform = std::move(from_platform);
     state_->resync = std::move(resync);
     state_->log = std::move(log);
+    state_->warn = throttled_warning(state_->log, "redis invalidations");
     redis_->subscribe(channel_, [s = state_](std::string_view payload) { s->received(payload); });
     redis_->on_resubscribed([s = state_] {
         // Messages published while this agent was not subscribed are lost to it: its cached
@@ -79,8 +73,7 @@ void invalidation_fanout::publish(std::string_view id, std::optional<app_protoco
             return;
         }
         s->dropped++;
-        s->warn_at_most_every_10s("not published (dropped)",
-                                  r.error == redis_error::server ? r.text : to_string(*r.error));
+        s->warn("not published (dropped)", describe(r));
     });
 }
 

@@ -16,6 +16,8 @@
 #include <random>
 #include <unordered_map>
 
+#include "spoa/handlers/routing/invalidation_message.hpp"
+
 namespace spoa::handlers::routing {
 
 std::string_view to_string(redis_error e) noexcept {
@@ -30,6 +32,11 @@ std::string_view to_string(redis_error e) noexcept {
             return "server";
     }
     return "unknown";
+}
+
+std::string_view describe(const redis_result& r) noexcept {
+    if (!r.error) return "ok";
+    return *r.error == redis_error::server ? std::string_view(r.text) : to_string(*r.error);
 }
 
 namespace detail {
@@ -72,15 +79,6 @@ redis_result result_of(const redisReply* r) {
         default:
             break;  // arrays: no command of ours needs one yet
     }
-    return out;
-}
-
-std::string random_hex() {
-    std::random_device rd;
-    std::uniform_int_distribution<int> digit(0, 15);
-    std::string out;
-    for (int i = 0; i < 16; ++i)
-        out += "0123456789abcdef"[digit(rd)];
     return out;
 }
 
@@ -555,7 +553,7 @@ class redis_state : public std::enable_shared_from_this<redis_state> {
     std::function<void()> on_resubscribed_;
     bool stopped_ = false;
     // Health checks (health_check()):
-    std::string heartbeat_channel_ = opts_.key_prefix + "heartbeat:" + random_hex();
+    std::string heartbeat_channel_ = opts_.key_prefix + "heartbeat:" + random_agent_id();
     std::uint64_t health_timer_ = 0;
     std::uint64_t sent_heartbeat_ = 0;
     std::uint64_t heard_heartbeat_ = 0;

@@ -10,6 +10,7 @@
 #include "spoa/handlers/routing/invalidation_message.hpp"
 #include "spoa/handlers/routing/resource_id.hpp"
 #include "spoa/handlers/routing/shared_route_value.hpp"
+#include "throttled_warning.hpp"
 
 namespace spoa::handlers::routing {
 namespace {
@@ -102,7 +103,7 @@ struct shared_route_tier::state : std::enable_shared_from_this<state> {
     /// "<protocol>:<id>" -> its waiting followers (a router leads one miss per key at a time,
     /// so this is one wait per key; bounded by opts.max_waits in total).
     std::unordered_map<std::string, std::vector<std::shared_ptr<wait>>> waits;
-    std::chrono::steady_clock::time_point last_warning{};
+    throttled_warning warn;  ///< service loop only
 
     [[nodiscard]] std::string entry_key(app_protocol p, std::string_view id) const {
         return prefix + "cache:" + std::string(to_string(p)) + ":" + std::string(id);
@@ -114,15 +115,9 @@ struct shared_route_tier::state : std::enable_shared_from_this<state> {
         return std::string(to_string(p)) + ":" + std::string(id);
     }
 
-    void warn(std::string_view what, std::string_view detail) {
-        const auto now = std::chrono::steady_clock::now();
-        if (!log || now - last_warning < 10s) return;
-        last_warning = now;
-        log->warn("redis shared cache: {}: {}", what, detail);
-    }
     void failed(std::string_view op, const redis_result& r) {
         errors++;
-        warn(op, r.error == redis_error::server ? std::string_view(r.text) : to_string(*r.error));
+        warn(op, describe(r));
     }
 
     /// Sends `cmds` back to back (one round trip); `then` runs once every one answered, on the
@@ -356,6 +351,7 @@ shared_route_tier::shared_route_tier(std::shared_ptr<redis_client> redis, std::s
     state_->redis = redis_;
     state_->service = std::move(service);
     state_->log = std::move(log);
+    state_->warn = throttled_warning(state_->log, "redis shared cache");
     state_->prefix = ro.key_prefix;
     state_->agent_id = std::move(agent_id);
     state_->channel = ro.key_prefix + "resolved";

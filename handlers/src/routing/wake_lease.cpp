@@ -7,6 +7,7 @@
 
 #include "spoa/agent/metrics.hpp"
 #include "spoa/handlers/routing/invalidation_message.hpp"
+#include "throttled_warning.hpp"
 
 namespace spoa::handlers::routing {
 namespace {
@@ -77,23 +78,16 @@ struct wake_lease::state {
     outcome_handler handler;  ///< service loop only
     std::atomic<std::uint64_t> claims[claim_event_count]{};
     std::atomic<std::uint64_t> outcomes[outcome_event_count]{};
-    std::chrono::steady_clock::time_point last_warning{};  ///< service loop only
+    throttled_warning warn;  ///< service loop only
 
     void count(claim_event e) { claims[static_cast<std::size_t>(e)]++; }
     void count(outcome_event e) { outcomes[static_cast<std::size_t>(e)]++; }
-
-    void warn_at_most_every_10s(std::string_view what, std::string_view detail) {
-        const auto now = std::chrono::steady_clock::now();
-        if (!log || now - last_warning < std::chrono::seconds(10)) return;
-        last_warning = now;
-        log->warn("redis wake lease: {}: {}", what, detail);
-    }
 
     void received(std::string_view payload) {
         const auto m = parse_wake_outcome(payload);
         if (!m) {
             count(outcome_event::malformed);
-            warn_at_most_every_10s("malformed message ignored", payload.substr(0, 200));
+            warn("malformed message ignored", payload.substr(0, 200));
             return;
         }
         if (m->origin == agent_id) {
@@ -113,6 +107,7 @@ wake_lease::wake_lease(std::shared_ptr<redis_client> redis, std::string agent_id
     state_->agent_id = std::move(agent_id);
     state_->lease = redis_->options().wake_lease;
     state_->log = std::move(log);
+    state_->warn = throttled_warning(state_->log, "redis wake lease");
 }
 
 std::string wake_lease::key_of(app_protocol p, const std::string& id) const {
@@ -131,9 +126,7 @@ void wake_lease::claim(app_protocol p, const std::string& id,
         [s = state_, done = std::move(done)](redis_result r) {
             if (r.error) {
                 s->count(claim_event::unknown);
-                s->warn_at_most_every_10s(
-                    "claim failed, waking locally",
-                    r.error == redis_error::server ? r.text : to_string(*r.error));
+                s->warn("claim failed, waking locally", describe(r));
                 done(claim_result::unknown);
                 return;
             }
@@ -161,8 +154,7 @@ void wake_lease::release(app_protocol p, const std::string& id, outcome o) {
             return;
         }
         s->count(outcome_event::dropped);
-        s->warn_at_most_every_10s("outcome not published (the others poll)",
-                                  r.error == redis_error::server ? r.text : to_string(*r.error));
+        s->warn("outcome not published (the others poll)", describe(r));
     });
     redis_->command({"EVAL", release_script, "1", key_of(p, id), state_->agent_id},
                     [](redis_result) {});

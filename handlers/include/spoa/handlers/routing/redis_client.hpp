@@ -77,6 +77,9 @@ struct redis_result {
     bool nil = false;          ///< nil reply
 };
 
+/// What went wrong, for a log line: Redis's own text for `server`, else the error's name.
+[[nodiscard]] std::string_view describe(const redis_result& r) noexcept;
+
 enum class redis_link : std::uint8_t { command, subscriber };
 
 struct redis_stats {
