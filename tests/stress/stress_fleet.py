@@ -495,7 +495,8 @@ def run(env, args):
         f"{counters['reload']} reloads, {relay.drops} control plane resets, "
         f"{counters['cold-kill']} cold backends killed, {counters['remote-set']} control plane "
         f"route changes, {counters['redis-set']} Redis route changes (SET+PUBLISH; "
-        f"{counters['redis-write-failed']} refused while Redis was loading its data after a restart), "
+        f"{counters['redis-write-failed']} refused while Redis loaded its data after a "
+        f"restart), "
         f"{counters['publish']} platform PUBLISHes, {counters['redis-kill']} Redis kills and "
         f"restarts, {counters['redis-stop']} pause")
 
@@ -558,6 +559,10 @@ def main():
     if os.environ.get("SPOA_STRESS_SECONDS"):
         args.duration = float(os.environ["SPOA_STRESS_SECONDS"])
     name = "stress_fleet"
+    if args.duration < 10:
+        # The Redis chaos (REDIS_KILLS, the pause) must fit in the load with room to recover.
+        log(f"{name}: FAIL: --duration must be at least 10 s (got {args.duration:g})")
+        sys.exit(1)
     for path in (args.agent, args.loadgen):
         if not os.access(path, os.X_OK):
             log(f"{name}: FAIL: not an executable: {path}")
