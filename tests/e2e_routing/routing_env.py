@@ -304,7 +304,7 @@ class Stack:
 
 
 # ---------------------------------------------------------------------------------------------
-# The reference control plane (handlers/control_plane/spoa_control_plane.py)
+# Redis, for the fleet's tests (README "Running several agents")
 
 class RedisServer:
     """A private redis-server on a free loopback port (no persistence), restartable on the same
@@ -344,6 +344,9 @@ class RedisServer:
         check_eq(out.returncode, 0, f"redis-cli PUBLISH: {out.stderr}")
         return int(out.stdout.strip())
 
+
+# ---------------------------------------------------------------------------------------------
+# The reference control plane (handlers/control_plane/spoa_control_plane.py)
 
 class ControlPlane:
     def __init__(self, stack, routes, delay_ms=0, name="control-plane"):

@@ -11,6 +11,8 @@
   * an invalidation the control plane pushes to A (resolver chain) empties B too;
   * a platform's own `redis-cli PUBLISH spoa:invalidate "1 - * app.test"` empties both, and
     the shared tier's entry;
+  * with redis.coordinate_resolves, two more agents behind one slow control plane: a miss on
+    D while C holds the resolve lease follows C's answer; the control plane is asked once;
   * Redis killed: both agents keep deciding (hits, and misses resolved locally) and stay ready
     (/readyz 200, with a "degraded: redis ..." line); an
     invalidation published meanwhile is counted as dropped; Redis restarted: both reconnect,
@@ -52,7 +54,7 @@ def wait_for(what, pred, timeout=10.0):
 
 
 class FleetAgent:
-    def __init__(self, env, name, redis_port, web, resolver=""):
+    def __init__(self, env, name, redis_port, web, resolver="", redis_extra=""):
         self.env = env
         self.name = name
         self.port = env.port()
@@ -61,7 +63,7 @@ class FleetAgent:
         with open(cfg, "w") as f:
             f.write(f"""
 redis: {{address: 127.0.0.1:{redis_port}, agent_id: {name}, command_timeout_ms: 200,
-        reconnect_min_ms: 20, reconnect_max_ms: 200}}
+        reconnect_min_ms: 20, reconnect_max_ms: 200{redis_extra}}}
 {resolver}
 cache: {{ttl_ms: 600000}}
 ssrf: {{mode: allowlist, allow: [127.0.0.0/8]}}
@@ -148,6 +150,40 @@ def check_control_plane_push(a, b, cp, web):
     check_eq(reply.get("pushed"), 1, "the control plane pushed its invalidation to A")
     wait_for("B's app.test gone after the control plane's push to A",
              lambda: b.cache_state("app.test") == "absent", timeout=5)
+
+
+def check_coordinated_resolves(env, redis, web):
+    """Two agents with redis.coordinate_resolves and the same control plane (answering after
+    400 ms): B's miss while A resolves waits for A's answer; the control plane is asked once."""
+    cp = r.ControlPlane(r.Stack(env), {"http": {
+        "coord.test": {"endpoints": [f"127.0.0.1:{web}"], "ttl_ms": 600000}}},
+        delay_ms=400, name="slow-control-plane")
+    remote = (f"resolver: {{type: remote, timeout_ms: 1500, "
+              f"remote: {{address: {cp.address}, timeout_ms: 1000}}}}")
+    extra = ", coordinate_resolves: true, resolve_lease_ms: 2000"
+    c = FleetAgent(env, "agent-c", redis.port, web, resolver=remote, redis_extra=extra)
+    d = FleetAgent(env, "agent-d", redis.port, web, resolver=remote, redis_extra=extra)
+    for agent in (c, d):
+        wait_for(f"{agent.name} connected to Redis and the control plane", lambda agent=agent: (
+            agent.redis_up() and
+            agent.metric("spoa_control_plane_connected", f'address="{cp.address}"') == 1))
+    first = subprocess.Popen([env.spoa_cli, "notify", "--target", f"127.0.0.1:{c.port}",
+                              "--json", "route-http", "host=str:coord.test", "path=str:/",
+                              "src=ipv4:127.0.0.1"], stdout=subprocess.PIPE, text=True)
+    # C holds the resolve lease while the control plane takes its time: D's miss comes now.
+    wait_for("C holding the resolve lease",
+             lambda: redis.cli("GET", "spoa:resolve:http:coord.test") == "agent-c")
+    v = d.decide("coord.test")
+    out, _ = first.communicate(timeout=10)
+    check_eq(first.returncode, 0, "C's decision")
+    c_vars = {a["name"]: a["value"] for a in json.loads(out)["actions"]}
+    for name, got in (("C", c_vars), ("D", v)):
+        check_eq((got.get("ip"), got.get("port")), ("127.0.0.1", web), f"{name}'s decision {got}")
+    check_eq(cp.resolve_count("http", "coord.test"), 1, "control-plane calls for coord.test")
+    check_eq(d.metric("spoa_redis_shared_cache_follows_total", 'outcome="shared"'), 1,
+             "D followed C's resolve")
+    check_eq(c.metric("spoa_redis_shared_cache_resolve_leases_total", 'result="taken"'), 1,
+             "C took the resolve lease")
 
 
 def test(env):
@@ -247,6 +283,9 @@ def test(env):
     wait_for("B's app.test gone after Redis came back",
              lambda: b.cache_state("app.test") == "absent", timeout=5)
     check(a.metric("spoa_redis_reconnects_total") >= 1, "A counted its reconnects")
+
+    if cp:
+        check_coordinated_resolves(env, redis, web)
 
 
 if __name__ == "__main__":
