@@ -221,14 +221,20 @@ class redis_state : public std::enable_shared_from_this<redis_state> {
             counters.health_failures[index(redis_link::subscriber)]++;
             drop(sub, "heartbeat not delivered on the subscription");
         }
-        send({"PING"}, [this, attempt = cmd.attempts](redis_result r) {
-            auto& c = conn(redis_link::command);
-            if (r.error != redis_error::timeout || c.attempts != attempt || c.state != phase::up)
-                return;
+        // Any answer proves the command connection alive, however slow: it is dropped only
+        // when it owes answers and none came for a whole interval plus a command timeout, and
+        // an idle one is asked a PING so that it owes one.
+        const auto silence = steady::now() - last_answer_;
+        if (in_flight_ > 0 && silence > opts_.ping_interval + opts_.command_timeout) {
             counters.health_failures[index(redis_link::command)]++;
-            drop(c, "no answer to PING within " + std::to_string(opts_.command_timeout.count()) +
-                        " ms");
-        });
+            drop(cmd,
+                 "no answer from the server for " +
+                     std::to_string(
+                         std::chrono::duration_cast<std::chrono::milliseconds>(silence).count()) +
+                     " ms");
+            return;
+        }
+        if (in_flight_ == 0 && silence >= opts_.ping_interval) send({"PING"}, nullptr);
         if (sub.state != phase::up || sub.unconfirmed != 0) return;
         const auto seq = ++sent_heartbeat_;
         send({"PUBLISH", heartbeat_channel_, std::to_string(seq)},
@@ -242,7 +248,8 @@ class redis_state : public std::enable_shared_from_this<redis_state> {
                  }
                  // Owed by the subscription from now on (a few at most: a late one drops it).
                  if (seq > heard_heartbeat_)
-                     owed_heartbeats_.emplace_back(seq, steady::now() + opts_.command_timeout);
+                     owed_heartbeats_.emplace_back(
+                         seq, steady::now() + opts_.ping_interval + opts_.command_timeout);
              });
     }
 
@@ -429,6 +436,7 @@ class redis_state : public std::enable_shared_from_this<redis_state> {
 
     void up(connection& c) {
         cancel(c.timer);
+        if (c.which == redis_link::command) last_answer_ = steady::now();
         c.state = phase::up;
         c.backoff = opts_.reconnect_min;
         counters.connections++;
@@ -454,6 +462,7 @@ class redis_state : public std::enable_shared_from_this<redis_state> {
 
     void answered(std::uint64_t id, const redisReply* reply) {
         counters.pending = --in_flight_;
+        if (reply != nullptr) last_answer_ = steady::now();
         auto it = pending_.find(id);
         if (it == pending_.end()) return;  // timed out already: the late answer is ignored
         auto p = std::move(it->second);
@@ -557,6 +566,7 @@ class redis_state : public std::enable_shared_from_this<redis_state> {
     std::uint64_t health_timer_ = 0;
     std::uint64_t sent_heartbeat_ = 0;
     std::uint64_t heard_heartbeat_ = 0;
+    steady::time_point last_answer_{};  ///< the command connection's latest answer
     /// Heartbeats Redis accepted and the subscription has not delivered: (sequence, deadline).
     std::deque<std::pair<std::uint64_t, steady::time_point>> owed_heartbeats_;
 };

@@ -37,10 +37,13 @@
 /// Health checks, every ping_interval while the command connection is up (a server that stops
 /// answering, or a network path that dies, may leave a socket open and silent):
 /// - a connection is up only once the server answered a PING (the last handshake step);
-/// - PING on the command connection: no answer within command_timeout drops and remakes it;
+/// - the command connection: any answer proves it alive (a slow agent or server is not a dead
+///   one); idle for an interval, it is sent a PING; owing answers and hearing none for
+///   ping_interval + command_timeout, it is dropped and made again;
 /// - a heartbeat PUBLISHed to this client's own channel `<prefix>heartbeat:<random>`, which the
-///   subscription connection must deliver: no receiver at the server, or no delivery by the next
-///   check, drops and remakes the subscription connection (and `on_resubscribed` follows).
+///   subscription connection must deliver within ping_interval + command_timeout: no receiver
+///   at the server, or no delivery in time, drops and remakes the subscription connection (and
+///   `on_resubscribed` follows).
 /// These commands count in the command metrics like any other.
 
 #include <cstdint>

@@ -33,8 +33,10 @@ struct redis_options {
     /// Commands sent and not yet answered (timed-out ones included, as Redis still owes their
     /// answer); beyond it a command fails at once (`overloaded`).
     std::size_t max_pending = 10000;
-    /// A PING on each connection after this long without traffic; no answer within
-    /// command_timeout counts as a lost connection (a paused server keeps its socket open).
+    /// Health checks (redis_client.hpp): a PING on the command connection when it was idle
+    /// this long, a heartbeat through the subscription this often; a connection silent for
+    /// ping_interval + command_timeout while it owes an answer is made again (a paused server
+    /// keeps its socket open).
     std::chrono::milliseconds ping_interval{1000};
 
     /// One wake per resource across the fleet (README "Running several agents"): the agent
