@@ -256,7 +256,9 @@ void cold_starter::other_agent_outcome(app_protocol proto, std::string_view id,
             if (candidate->ctx.proto == proto && candidate->id == id) p = candidate;
         }
     }
-    if (!p || p->done || p->leader) return;
+    // Only a follower waits on another agent's start: a start of this agent's own (the lease,
+    // or a local wake while Redis failed) has its own outcome.
+    if (!p || p->done || !p->following) return;
     if (o == wake_coordinator::outcome::failed) {
         fail(p, resolve_error{error_code::unavailable, "the backend failed to start", {}},
              cold_start_outcome::wake_failed);
