@@ -8,8 +8,8 @@ spoa_* metric named by the rules file or the dashboard (expressions, description
 metric family of the scrape, and the README's "## Metrics" tables must list exactly the
 scrape's families, with their types.
 
-Without it (label e2e): the same agent behind HAProxy with the SHIPPED configuration plus
-haproxy/monitoring/haproxy-prometheus.cfg. A few HTTP decisions (miss, hit, forbidden) must
+Without it (label e2e): the same agent (with a private redis-server for its redis: section)
+behind HAProxy with the SHIPPED configuration plus haproxy/monitoring/haproxy-prometheus.cfg. A few HTTP decisions (miss, hit, forbidden) must
 move the counters the cache hit ratio and the decision panels read; the agent's scrape must
 still pass promtool; every haproxy_* metric named by the rules or the dashboard must be in
 HAProxy's own scrape; and once the agent is killed, HAProxy's exporter must show
@@ -193,7 +193,8 @@ def agent_only(agent_bin, tmpdir, referenced):
 # rightly be empty: no errors, no cold start, no control plane call).
 PANELS_WITH_DATA = ("Agents up", "Agent backends UP in HAProxy", "Decisions / s",
                     "Decisions by protocol and result", "Frames received and sent",
-                    "Lookups", "Hit ratio", "Agent backends UP", "HTTP responses by class")
+                    "Lookups", "Hit ratio", "Agent backends UP", "HTTP responses by class",
+                    "Redis connections")
 
 
 class PrometheusServer:
@@ -278,11 +279,18 @@ def with_haproxy(env, referenced):
     if "prometheus-exporter" not in vv:
         # e.g. a source build without USE_PROMEX=1
         raise Skip(f"{env.haproxy_bin} has no prometheus-exporter service (haproxy -vv)")
+    if not shutil.which("redis-server"):
+        raise Skip("redis-server not installed (apt-get install redis-server)")
+    # A private Redis: the fleet's metrics (dashboard row, alert) are scraped from a connected
+    # agent, so that no alert is active while all is well.
+    redis = routing_env.RedisServer(env)
+    redis.start()
     stack = routing_env.Stack(env)
     web = stack.http_backend("web1")
     stack.start_agent(routing_config(f"    app1.localhost: {{endpoints: [127.0.0.1:{web}]}}\n"
                                      "    blocked.localhost: {error: forbidden, reason: test}\n",
-                                     env.port()))
+                                     env.port())
+                      + f"redis: {{address: 127.0.0.1:{redis.port}}}\n")
     prom_port = env.port()
     stack.haproxy_environment()
     os.environ["SPOA_PROMETHEUS_BIND"] = f"127.0.0.1:{prom_port}"
@@ -298,6 +306,11 @@ def with_haproxy(env, referenced):
         status, _, _ = routing_env.http_get(stack.http_port, host=host)
         check(status == want, f"GET Host: {host}: status {status}, wanted {want}")
 
+    deadline = time.monotonic() + 10
+    while not all(f'spoa_redis_connected{{connection="{c}"}} 1' in scrape(stack.admin_port)
+                  for c in ("command", "subscriber")):
+        check(time.monotonic() < deadline, "the agent did not connect to its Redis")
+        time.sleep(0.05)
     text = scrape(stack.admin_port)
     check_agent_scrape(text, referenced)
     m = harness.parse_prometheus(text)
