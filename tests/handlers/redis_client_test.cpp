@@ -341,3 +341,25 @@ TEST_CASE("redis client: a subscription that delivers nothing is made again", "[
 }
 
 }  // namespace spoa::handlers::routing
+
+namespace spoa::handlers::routing {
+
+TEST_CASE("redis client: a handler holding the client does not keep it alive after the stop",
+          "[redis]") {
+    test::redis_server server;
+    std::weak_ptr<redis_client> weak;
+    {
+        fixture f;
+        auto c = std::make_shared<redis_client>(options_for(server), f.loop, nullptr);
+        weak = c;
+        // What an owner of the client subscribes with may hold the client itself (a cycle
+        // through the client's own state).
+        c->subscribe("spoa:test", [c](std::string_view) {});
+        c->on_resubscribed([c] {});
+        REQUIRE(eventually([&] { return c->connected(redis_link::subscriber); }));
+        f.loop->join();
+    }
+    CHECK(weak.expired());
+}
+
+}  // namespace spoa::handlers::routing

@@ -149,6 +149,10 @@ class redis_state : public std::enable_shared_from_this<redis_state> {
             cancel(p.timer);
             finish(p.done, failed(redis_error::unavailable));
         }
+        // No message comes any more: the handlers (and whatever they hold, which may hold this
+        // client) are released now rather than with the last reference to this state.
+        subscriptions_.clear();
+        on_resubscribed_ = nullptr;
     }
 
     void send(std::vector<std::string> args, redis_client::completion done) {
@@ -175,12 +179,15 @@ class redis_state : public std::enable_shared_from_this<redis_state> {
     }
 
     void add_subscription(std::string channel, redis_client::message_handler fn) {
+        if (stopped_) return;
         auto [it, fresh] = subscriptions_.insert_or_assign(std::move(channel), std::move(fn));
         auto& c = conn(redis_link::subscriber);
         if (fresh && c.state == phase::up) send_subscribe(c, it->first);
     }
 
-    void set_resubscribed(std::function<void()> fn) { on_resubscribed_ = std::move(fn); }
+    void set_resubscribed(std::function<void()> fn) {
+        if (!stopped_) on_resubscribed_ = std::move(fn);
+    }
 
     shared_counters counters;
 

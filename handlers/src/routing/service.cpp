@@ -160,7 +160,9 @@ void service::start_fleet(const redis_options& opts, agent& a) {
             r->invalidate(res, p);
         },
         [r = router_.get()] { r->cache().clear(); }, logger_,
-        [t = shared_](const std::string& res, std::optional<app_protocol> p) {
+        // A pointer, not a share: the fanout's state lives in the Redis client's handlers, and
+        // the tier holds the client (a cycle nothing would ever free).
+        [t = shared_.get()](const std::string& res, std::optional<app_protocol> p) {
             if (t) t->invalidate(res, p);
         });
     router_->on_admin_invalidate([this](std::string_view res, std::optional<app_protocol> p) {

@@ -28,7 +28,8 @@
 ///   loop, where the hiredis contexts, the pending table and the timers are touched, only there.
 /// - callbacks (completions, message handlers, on_resubscribed): owned by the state, run on the
 ///   service loop thread; they may run after the client was destroyed (completions with
-///   `unavailable`), so they must own what they use.
+///   `unavailable`), so they must own what they use. When the client stops (its loop stops, or
+///   it is destroyed) the state releases them all, so a handler may hold what holds the client.
 /// - connected, stats, render_metrics: any thread (atomics).
 /// - destruction: any thread (also the service loop's); it posts the close of both connections,
 ///   which completes what is pending with `unavailable`. If the loop stopped first, the loop's
