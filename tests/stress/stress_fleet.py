@@ -60,7 +60,6 @@ Nothing asserted depends on timing except the stated generous bounds. Needs redi
 77, without it) and python3-msgpack (the control plane). Exit status: 0 pass, 1 fail, 77 skip.
 """
 
-import argparse
 import atexit
 import collections
 import json
@@ -72,7 +71,6 @@ import socket
 import subprocess
 import sys
 import time
-import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -547,54 +545,13 @@ def run(env, args):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--agent", required=True, help="path to spoa-agent")
-    ap.add_argument("--loadgen", required=True, help="path to spoa_loadgen")
-    ap.add_argument("--tmpdir", required=True, help="scratch directory (a run-* per run, "
-                                                    "removed when the test passes)")
-    ap.add_argument("--threads", type=int, default=2, help="spoa-agent --threads (each agent)")
-    ap.add_argument("--duration", type=float, default=60.0,
-                    help="seconds of load ($SPOA_STRESS_SECONDS overrides)")
-    args = ap.parse_args()
-    if os.environ.get("SPOA_STRESS_SECONDS"):
-        args.duration = float(os.environ["SPOA_STRESS_SECONDS"])
+    args = sr.parse_args("spoa-agent --threads (each agent)")
     name = "stress_fleet"
     if args.duration < 10:
         # The Redis chaos (REDIS_KILLS, the pause) must fit in the load with room to recover.
         log(f"{name}: FAIL: --duration must be at least 10 s (got {args.duration:g})")
         sys.exit(1)
-    for path in (args.agent, args.loadgen):
-        if not os.access(path, os.X_OK):
-            log(f"{name}: FAIL: not an executable: {path}")
-            sys.exit(1)
-    args.agent, args.loadgen = os.path.abspath(args.agent), os.path.abspath(args.loadgen)
-    signal.signal(signal.SIGTERM, lambda s, f: sys.exit(128 + s))
-    signal.signal(signal.SIGINT, lambda s, f: sys.exit(128 + s))
-    env = sr.StressEnv(args.agent, os.path.abspath(args.tmpdir), name)
-    atexit.register(env.cleanup)
-    start = time.monotonic()
-    rc = 1
-    try:
-        run(env, args)
-        rc = 0
-        log(f"{name}: PASS ({time.monotonic() - start:.1f}s)")
-    except Skip as e:
-        rc = harness.SKIP
-        log(f"{name}: SKIP: {e}")
-    except BaseException as e:  # noqa: BLE001 - report anything, then dump logs
-        if isinstance(e, TestFailure):
-            log(f"{name}: FAIL: {e}")
-        else:
-            log(f"{name}: ERROR: {type(e).__name__}: {e}")
-            traceback.print_exc()
-    env.cleanup()
-    if rc == 1:
-        env.dump_logs(tail_lines=80)
-        print(f"\nfiles of this run kept in {env.tmpdir}")
-    else:
-        shutil.rmtree(env.tmpdir, ignore_errors=True)
-    sys.exit(rc)
-
+    sr.drive(name, run, args)
 
 if __name__ == "__main__":
     main()

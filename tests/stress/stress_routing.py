@@ -604,25 +604,30 @@ def run(env, args):
     check_eq(rc, 0, "spoa-agent exit status after SIGTERM")
 
 
-def main():
+def parse_args(threads_help="spoa-agent --threads"):
+    """The command line every stress script takes."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--agent", required=True, help="path to spoa-agent")
     ap.add_argument("--loadgen", required=True, help="path to spoa_loadgen")
     ap.add_argument("--tmpdir", required=True, help="scratch directory (a run-* per run, "
                                                     "removed when the test passes)")
-    ap.add_argument("--threads", type=int, default=2, help="spoa-agent --threads")
+    ap.add_argument("--threads", type=int, default=2, help=threads_help)
     ap.add_argument("--duration", type=float, default=60.0,
                     help="seconds of load ($SPOA_STRESS_SECONDS overrides)")
     args = ap.parse_args()
     if os.environ.get("SPOA_STRESS_SECONDS"):
         args.duration = float(os.environ["SPOA_STRESS_SECONDS"])
-    name = f"stress_routing_threads{args.threads}"
+    return args
+
+
+def drive(name, run_fn, args):
+    """Runs `run_fn(env, args)` in a StressEnv and exits with its result: harness.main's shape
+    (which insists on HAProxy): cleanup on any exit, logs kept and printed on failure."""
     for path in (args.agent, args.loadgen):
         if not os.access(path, os.X_OK):
             log(f"{name}: FAIL: not an executable: {path}")
             sys.exit(1)
     args.agent, args.loadgen = os.path.abspath(args.agent), os.path.abspath(args.loadgen)
-    # harness.main's shape (it insists on HAProxy): cleanup on any exit, logs on failure.
     signal.signal(signal.SIGTERM, lambda s, f: sys.exit(128 + s))
     signal.signal(signal.SIGINT, lambda s, f: sys.exit(128 + s))
     env = StressEnv(args.agent, os.path.abspath(args.tmpdir), name)
@@ -630,7 +635,7 @@ def main():
     start = time.monotonic()
     rc = 1
     try:
-        run(env, args)
+        run_fn(env, args)
         rc = 0
         log(f"{name}: PASS ({time.monotonic() - start:.1f}s)")
     except Skip as e:
@@ -650,6 +655,10 @@ def main():
         shutil.rmtree(env.tmpdir, ignore_errors=True)
     sys.exit(rc)
 
+
+def main():
+    args = parse_args()
+    drive(f"stress_routing_threads{args.threads}", run, args)
 
 if __name__ == "__main__":
     main()
