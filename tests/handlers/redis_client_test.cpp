@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "redis_server.hpp"
+#include "redis_test_client.hpp"
 #include "spoa/handlers/routing/redis_client.hpp"
 #include "spoa/handlers/service_loop.hpp"
 #include "tcp_relay.hpp"
@@ -23,25 +24,8 @@ namespace {
 using namespace std::chrono_literals;
 using test::eventually;
 
-redis_options options_for(const test::redis_server& server) {
-    redis_options o;
-    o.address = connect_address::parse(server.address());
-    o.connect_timeout = 1000ms;
-    o.command_timeout = 200ms;
-    o.reconnect_min = 10ms;
-    o.reconnect_max = 50ms;
-    // No health check unless a test asks: a paused server must keep its connection here.
-    o.ping_interval = std::chrono::hours(1);
-    return o;
-}
-
-redis_result call(redis_client& c, std::vector<std::string> args) {
-    auto done = std::make_shared<std::promise<redis_result>>();
-    auto answer = done->get_future();
-    c.command(std::move(args), [done](redis_result r) { done->set_value(std::move(r)); });
-    REQUIRE(answer.wait_for(5s) == std::future_status::ready);
-    return answer.get();
-}
+using test::call;
+using test::client_options;
 
 struct fixture {
     std::shared_ptr<service_loop> loop = std::make_shared<service_loop>();
@@ -52,7 +36,7 @@ struct fixture {
 TEST_CASE("redis client: connects, sends commands, reports its state", "[redis]") {
     test::redis_server server(test::redis_server::listen_on::tcp);
     fixture f;
-    redis_client c(options_for(server), f.loop, nullptr);
+    redis_client c(client_options(server), f.loop, nullptr);
     REQUIRE(eventually([&] { return c.connected(redis_link::command); }));
     REQUIRE(eventually([&] { return c.connected(redis_link::subscriber); }));
 
@@ -78,7 +62,7 @@ TEST_CASE("redis client: connects, sends commands, reports its state", "[redis]"
 TEST_CASE("redis client: a stopped server times commands out; the bound fails fast", "[redis]") {
     test::redis_server server;
     fixture f;
-    auto opts = options_for(server);
+    auto opts = client_options(server);
     opts.max_pending = 2;
     redis_client c(opts, f.loop, nullptr);
     REQUIRE(eventually([&] { return c.connected(redis_link::command); }));
@@ -112,7 +96,7 @@ TEST_CASE("redis client: a stopped server times commands out; the bound fails fa
 TEST_CASE("redis client: reconnects after a kill and a restart, and resubscribes", "[redis]") {
     test::redis_server server;
     fixture f;
-    redis_client c(options_for(server), f.loop, nullptr);
+    redis_client c(client_options(server), f.loop, nullptr);
     std::atomic<int> messages{0};
     std::atomic<int> resubscribed{0};
     c.subscribe("spoa:test", [&](std::string_view payload) {
@@ -162,10 +146,10 @@ TEST_CASE("redis client: never connected, commands fail at once", "[redis]") {
 TEST_CASE("redis client: SELECT puts commands in the configured database", "[redis]") {
     test::redis_server server;
     fixture f;
-    auto opts = options_for(server);
+    auto opts = client_options(server);
     opts.database = 2;
     redis_client in_two(opts, f.loop, nullptr);
-    redis_client in_zero(options_for(server), f.loop, nullptr);
+    redis_client in_zero(client_options(server), f.loop, nullptr);
     REQUIRE(eventually([&] {
         return in_two.connected(redis_link::command) && in_zero.connected(redis_link::command);
     }));
@@ -179,7 +163,7 @@ TEST_CASE("redis client: AUTH with an ACL user; a wrong password never connects"
     test::redis_server server(test::redis_server::listen_on::unix_socket,
                               {"--user", "fleet", "on", ">s3cret", "~*", "&*", "+@all"});
     fixture f;
-    auto good = options_for(server);
+    auto good = client_options(server);
     good.user = "fleet";
     good.password = "s3cret";
     redis_client c(good, f.loop, nullptr);
@@ -200,7 +184,7 @@ TEST_CASE("redis client: AUTH with an ACL user; a wrong password never connects"
 TEST_CASE("redis client: destroyed with commands pending, each completes once", "[redis]") {
     test::redis_server server;
     fixture f;
-    auto c = std::make_unique<redis_client>(options_for(server), f.loop, nullptr);
+    auto c = std::make_unique<redis_client>(client_options(server), f.loop, nullptr);
     REQUIRE(eventually([&] { return c->connected(redis_link::command); }));
     server.pause();
     std::atomic<int> completed{0};
@@ -254,7 +238,7 @@ TEST_CASE("redis client: a host name is looked up at every attempt", "[redis]") 
     const auto port = connect_address::parse(server.address()).port;
     fixture f;
     SECTION("the system's lookup (localhost)") {
-        auto o = options_for(server);
+        auto o = client_options(server);
         o.address = connect_address::parse("localhost:" + std::to_string(port));
         redis_client c(o, f.loop, nullptr);
         REQUIRE(eventually([&] { return c.connected(redis_link::command); }));
@@ -262,7 +246,7 @@ TEST_CASE("redis client: a host name is looked up at every attempt", "[redis]") 
     }
     SECTION("a name that does not resolve yet, then does") {
         auto lookup = std::make_shared<table_lookup>(std::map<std::string, std::string>{});
-        auto o = options_for(server);
+        auto o = client_options(server);
         o.address = connect_address::parse("redis.fleet.test:" + std::to_string(port));
         o.lookup = lookup;
         redis_client c(o, f.loop, nullptr);
@@ -287,7 +271,7 @@ TEST_CASE("redis client: a server that stops answering loses its connection unti
           "[redis][health]") {
     test::redis_server server;
     fixture f;
-    auto opts = options_for(server);
+    auto opts = client_options(server);
     opts.ping_interval = 50ms;
     opts.command_timeout = 100ms;
     opts.connect_timeout = 300ms;
@@ -313,7 +297,7 @@ TEST_CASE("redis client: a subscription that delivers nothing is made again", "[
     test::redis_server server(test::redis_server::listen_on::tcp);
     test::tcp_relay relay(connect_address::parse(server.address()).port);
     fixture f;
-    auto opts = options_for(server);
+    auto opts = client_options(server);
     opts.address = connect_address::parse("127.0.0.1:" + std::to_string(relay.port()));
     opts.ping_interval = 50ms;
     opts.command_timeout = 100ms;
@@ -350,7 +334,7 @@ TEST_CASE("redis client: a handler holding the client does not keep it alive aft
     std::weak_ptr<redis_client> weak;
     {
         fixture f;
-        auto c = std::make_shared<redis_client>(options_for(server), f.loop, nullptr);
+        auto c = std::make_shared<redis_client>(client_options(server), f.loop, nullptr);
         weak = c;
         // What an owner of the client subscribes with may hold the client itself (a cycle
         // through the client's own state).

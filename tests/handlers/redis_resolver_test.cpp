@@ -15,6 +15,7 @@
 #include <sstream>
 
 #include "redis_server.hpp"
+#include "redis_test_client.hpp"
 #include "spoa/handlers/routing/chain_resolver.hpp"
 #include "spoa/handlers/routing/redis_client.hpp"
 #include "spoa/handlers/routing/redis_resolver.hpp"
@@ -28,24 +29,12 @@ using namespace std::chrono_literals;
 using test::eventually;
 
 redis_options options_for(const test::redis_server& server) {
-    redis_options o;
-    o.address = connect_address::parse(server.address());
+    auto o = test::client_options(server);
     o.key_prefix = "t1:";
-    o.command_timeout = 200ms;
-    o.reconnect_min = 10ms;
-    o.reconnect_max = 50ms;
-    // No health check unless a test asks: a paused server must keep its connection here.
-    o.ping_interval = std::chrono::hours(1);
     return o;
 }
 
-redis_result call(redis_client& c, std::vector<std::string> args) {
-    auto done = std::make_shared<std::promise<redis_result>>();
-    auto answer = done->get_future();
-    c.command(std::move(args), [done](redis_result r) { done->set_value(std::move(r)); });
-    REQUIRE(answer.wait_for(5s) == std::future_status::ready);
-    return answer.get();
-}
+using test::call;
 
 resolve_result resolve(resolver& r, const std::string& id, app_protocol p = app_protocol::http) {
     auto done = std::make_shared<std::promise<resolve_result>>();
