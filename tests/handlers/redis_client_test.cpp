@@ -1,6 +1,6 @@
 // The Redis client against a real, private redis-server (tests/handlers/redis_server.hpp):
 // connect, commands and their timeout against a stopped server, the pending bound, reconnect
-// after a kill and a restart, resubscription, SELECT, and AUTH with an ACL user.
+// after a kill and a restart or a reset, resubscription, SELECT, and AUTH with an ACL user.
 
 #include <catch2/catch.hpp>
 
@@ -124,6 +124,34 @@ TEST_CASE("redis client: reconnects after a kill and a restart, and resubscribes
     REQUIRE(eventually([&] { return messages == before + 1; }));
     CHECK(c.stats().reconnects >= 2);
     CHECK(c.stats().connections >= 4);
+    f.loop->join();
+}
+
+TEST_CASE("redis client: a connection the server resets is made again at once", "[redis]") {
+    // A server that dies with commands unread resets its connections: the socket reports an
+    // error rather than an end of file. The health checks are off (client_options), so only
+    // the socket's own error can end these connections.
+    test::redis_server server(test::redis_server::listen_on::tcp);
+    fixture f;
+    redis_client c(client_options(server), f.loop, nullptr);
+    std::atomic<int> resubscribed{0};
+    c.subscribe("spoa:test", [](std::string_view) {});
+    c.on_resubscribed([&] { resubscribed++; });
+    REQUIRE(eventually([&] { return c.connected(redis_link::subscriber); }));
+    REQUIRE(eventually([&] { return call(c, {"PUBLISH", "spoa:test", "x"}).integer == 1; }));
+
+    server.pause();
+    c.command({"PING"}, nullptr);                        // unread on the command connection
+    c.subscribe("spoa:other", [](std::string_view) {});  // unread on the subscription
+    REQUIRE(eventually([&] { return server.connections_with_unread_input() == 2; }));
+    server.crash();
+    REQUIRE(eventually(
+        [&] { return !c.connected(redis_link::command) && !c.connected(redis_link::subscriber); }));
+
+    server.start();
+    REQUIRE(eventually([&] { return c.connected(redis_link::command); }));
+    REQUIRE(eventually([&] { return resubscribed == 1; }));
+    CHECK(call(c, {"PUBLISH", "spoa:other", "y"}).integer == 1);
     f.loop->join();
 }
 

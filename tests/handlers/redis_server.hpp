@@ -2,7 +2,8 @@
 /// A private redis-server for tests: its own temporary directory, a Unix socket there (no port to
 /// race for) or a free loopback port, no persistence; never the system's server. Killed (and
 /// its files removed) at destruction. pause()/resume() stop and continue the process (SIGSTOP,
-/// SIGCONT) to make a server that accepts nothing and answers nothing.
+/// SIGCONT) to make a server that accepts nothing and answers nothing; crash() kills a paused
+/// one with its input unread.
 
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -16,6 +17,8 @@
 #include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -114,6 +117,31 @@ class redis_server {
     }
     void pause() { ::kill(pid_, SIGSTOP); }
     void resume() { ::kill(pid_, SIGCONT); }
+    /// SIGKILL without SIGCONT: a paused server dies with its clients' unread commands, so
+    /// the kernel resets those connections (ECONNRESET) rather than closing them.
+    void crash() {
+        ::kill(pid_, SIGKILL);
+        ::waitpid(pid_, nullptr, 0);
+        pid_ = -1;
+    }
+
+    /// TCP only: the server's established connections holding bytes it has not read
+    /// (/proc/net/tcp's rx_queue).
+    [[nodiscard]] int connections_with_unread_input() const {
+        std::ifstream in("/proc/net/tcp");
+        std::string line;
+        std::getline(in, line);  // header
+        int n = 0;
+        while (std::getline(in, line)) {
+            std::istringstream fields(line);
+            std::string slot, local, remote, state, queues;
+            fields >> slot >> local >> remote >> state >> queues;
+            const auto port = std::stoul(local.substr(local.find(':') + 1), nullptr, 16);
+            const auto rx = std::stoul(queues.substr(queues.find(':') + 1), nullptr, 16);
+            if (port == port_ && state == "01" && rx > 0) ++n;
+        }
+        return n;
+    }
 
   private:
     static std::uint16_t free_port() {

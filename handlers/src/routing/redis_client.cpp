@@ -2,8 +2,6 @@
 
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
-// The adapter is a header of static functions; this is its only includer.
-#include <hiredis/adapters/libuv.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -16,6 +14,7 @@
 #include <random>
 #include <unordered_map>
 
+#include "redis_loop_watch.hpp"
 #include "spoa/handlers/routing/invalidation_message.hpp"
 
 namespace spoa::handlers::routing {
@@ -358,7 +357,7 @@ class redis_state : public std::enable_shared_from_this<redis_state> {
             return retry(c, why);
         }
         ac->data = &c;
-        if (redisLibuvAttach(ac, loop_.loop()) != REDIS_OK) {
+        if (watch_on_loop(ac, loop_.loop()) != REDIS_OK) {
             redisAsyncFree(ac);
             return retry(c, "cannot watch the socket on the service loop");
         }
