@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The compose quick start for real: haproxy/container/docker-compose.yml (HAProxy 3.2 with the
 # shipped 3.x configuration, spoa-agent, the reference control plane, two web backends, a
-# sleeping one, PostgreSQL) brought up with the test override compose.test.yml (host network,
-# free loopback ports), then routed as the README says: HTTP by Host, PostgreSQL by database,
-# a route only the control plane knows, refusals, and a cold start with exactly one wake.
+# sleeping one, PostgreSQL, Redis) with its second node (profile fleet: HAProxy and agent B),
+# brought up with the test override compose.test.yml (host network, free loopback
+# ports), then routed as the README says: HTTP by Host, PostgreSQL by database, a route only
+# the control plane knows, refusals, a cold start with exactly one wake for requests through
+# both nodes, an invalidation on A applied by B, and activity counts in Redis.
 # Usage: tests/container/compose_test.sh WORKDIR
 # Needs Docker, docker-compose (1.29), an HAProxy 3.1+ binary (lib.sh's haproxy3_binary: from
 # $SPOA_HAPROXY_BINARIES or $HAPROXY), curl and psql. Exit 77 (skipped) where Docker cannot run
@@ -42,7 +44,7 @@ bash "$root/tests/container/haproxy_image.sh" "$haproxy" haproxy:3.2
 # are the same.
 read -r -a ports <<<"$(/usr/bin/python3 -c '
 import socket
-socks = [socket.socket() for _ in range(13)]
+socks = [socket.socket() for _ in range(22)]
 for s in socks:
     s.bind(("127.0.0.1", 0))
 print(" ".join(str(s.getsockname()[1]) for s in socks))')"
@@ -52,51 +54,59 @@ export SPOA_HTTP_PORT=${ports[0]} SPOA_PG_PORT=${ports[1]} \
        SPOA_TEST_MYSQL_PORT=${ports[6]} SPOA_TEST_TLS_PORT=${ports[7]} \
        SPOA_TEST_WEB1_PORT=${ports[8]} SPOA_TEST_WEB2_PORT=${ports[9]} \
        SPOA_TEST_SLEEPY_PORT=${ports[10]} SPOA_TEST_WAKE_PORT=${ports[11]} \
-       SPOA_TEST_POSTGRES_PORT=${ports[12]} SPOA_TEST_DIR=$work
+       SPOA_TEST_POSTGRES_PORT=${ports[12]} SPOA_TEST_DIR=$work \
+       SPOA_HTTP_PORT_B=${ports[13]} SPOA_PG_PORT_B=${ports[14]} \
+       SPOA_TEST_AGENT_B_PORT=${ports[15]} SPOA_TEST_ADMIN_B_PORT=${ports[16]} \
+       SPOA_TEST_FEEDBACK_B_PORT=${ports[17]} SPOA_TEST_SMTP_B_PORT=${ports[18]} \
+       SPOA_TEST_MYSQL_B_PORT=${ports[19]} SPOA_TEST_TLS_B_PORT=${ports[20]} \
+       SPOA_TEST_REDIS_PORT=${ports[21]}
 
 # The shipped routing files with each service's port moved to its test port, and loopback
 # added to the SSRF allowlist (on the host network every service is at 127.0.0.1). Everything
-# else is what the quick start runs.
+# else is what the quick start runs. derive SHIPPED DERIVED [FEEDBACK_PORT]
 derive() {
     sed -e "s/\bweb1:8080\b/web1:$SPOA_TEST_WEB1_PORT/g" \
         -e "s/\bweb2:8080\b/web2:$SPOA_TEST_WEB2_PORT/g" \
         -e "s/\bsleepy:8080\b/sleepy:$SPOA_TEST_SLEEPY_PORT/g" \
         -e "s/\bsleepy:9000\b/sleepy:$SPOA_TEST_WAKE_PORT/g" \
         -e "s/\bpostgres:5432\b/postgres:$SPOA_TEST_POSTGRES_PORT/g" \
-        -e "s/\b0\.0\.0\.0:5140\b/127.0.0.1:$SPOA_TEST_FEEDBACK_PORT/g" \
+        -e "s/\bredis:6379\b/redis:$SPOA_TEST_REDIS_PORT/g" \
+        -e "s/\b0\.0\.0\.0:5140\b/127.0.0.1:${3:-$SPOA_TEST_FEEDBACK_PORT}/g" \
         -e 's|^\(  allow: \[\)|\1127.0.0.0/8, |' "$1" >"$2"
     chmod 644 "$2"
     # A port of the shipped file this list does not know would leave the test pointing at
     # nothing: refuse to run rather than fail obscurely.
-    if grep -nE ':(8080|9000|5432|5140)\b' "$2"; then
+    if grep -nE ':(8080|9000|5432|5140|6379)\b' "$2"; then
         fail "$1 names a port the test does not move (lines above): update derive()"
     fi
 }
 derive "$root/haproxy/container/routing.yaml" "$work/routing.yaml"
+derive "$root/haproxy/container/routing.yaml" "$work/routing-b.yaml" "$SPOA_TEST_FEEDBACK_B_PORT"
 derive "$root/haproxy/container/routes.json" "$work/routes.json"
 grep -q '127.0.0.0/8' "$work/routing.yaml" || fail "no ssrf.allow list in the shipped routing.yaml"
 
 # ---- the stack ---------------------------------------------------------------------------
 project="spoa-compose-$$-$RANDOM"
-# The shipped file merged with the test override, less one thing: HAProxy's published ports,
-# which host networking replaces (Docker refuses both at once, and an override cannot remove
-# an entry). They are checked here instead: loopback, the ports the variables name.
+# The shipped files merged with the test override, less one thing: the HAProxies' published
+# ports, which host networking replaces (Docker refuses both at once, and an override cannot
+# remove an entry). They are checked here instead: loopback, the ports the variables name.
 docker-compose -p "$project" -f "$root/haproxy/container/docker-compose.yml" \
-    -f "$root/tests/container/compose.test.yml" config >"$work/compose.merged.yml"
+    -f "$root/tests/container/compose.test.yml" --profile fleet config >"$work/compose.merged.yml"
 published=$(/usr/bin/python3 - "$work/compose.merged.yml" "$work/compose.yml" <<'PY'
 import sys, yaml
 with open(sys.argv[1]) as f:
     doc = yaml.safe_load(f)
-print("\n".join(doc["services"]["haproxy"].pop("ports")))
+for node in ("haproxy", "haproxy-b"):
+    print(node, " ".join(sorted(doc["services"][node].pop("ports"))))
 with open(sys.argv[2], "w") as f:
     yaml.safe_dump(doc, f, sort_keys=False)
 PY
 )
-published=$(LC_ALL=C sort <<<"$published" | paste -sd' ')
-want=$(printf '%s\n' "127.0.0.1:$SPOA_PG_PORT:6432/tcp" "127.0.0.1:$SPOA_HTTP_PORT:8080/tcp" |
-       LC_ALL=C sort | paste -sd' ')
-[ "$published" = "$want" ] || fail "haproxy publishes '$published', wanted '$want'"
-dc() { docker-compose -p "$project" -f "$work/compose.yml" "$@"; }
+sorted_words() { printf '%s\n' "$@" | LC_ALL=C sort | paste -sd' '; }
+want="haproxy $(sorted_words "127.0.0.1:$SPOA_HTTP_PORT:8080/tcp" "127.0.0.1:$SPOA_PG_PORT:6432/tcp")
+haproxy-b $(sorted_words "127.0.0.1:$SPOA_HTTP_PORT_B:8080/tcp" "127.0.0.1:$SPOA_PG_PORT_B:6432/tcp")"
+[ "$published" = "$want" ] || fail "the HAProxies publish '$published', wanted '$want'"
+dc() { docker-compose -p "$project" -f "$work/compose.yml" --profile fleet "$@"; }
 cleanup() {
     local rc=$?
     trap - EXIT
@@ -145,10 +155,16 @@ metric() { # metric NAME_WITH_LABELS: its value on the agent's /metrics, or noth
     curl -s -m 5 "http://127.0.0.1:$SPOA_TEST_ADMIN_PORT/metrics" |
         awk -v m="$1" '$1 == m { print $2 }'
 }
+# on_b COMMAND...: COMMAND against node B (its HAProxy and its agent's admin port).
+on_b() {
+    local SPOA_HTTP_PORT=$SPOA_HTTP_PORT_B SPOA_TEST_ADMIN_PORT=$SPOA_TEST_ADMIN_B_PORT
+    "$@"
+}
 routed() { [ "$(http app1.localhost)" = "hello from web1" ] && [ "$(status)" = 200 ]; }
 cp_connected() { [ "$(metric 'spoa_control_plane_connected{address="unix:/run/control-plane/agent.sock"}')" = 1 ]; }
 # HAProxy answers 503 "no routing decision" until its first check of the agent succeeds.
 wait_until 60 "HAProxy routes app1.localhost through the agent to web1" routed
+wait_until 60 "HAProxy B routes app1.localhost through agent B to web1" on_b routed
 wait_until 30 "the agent is connected to the control plane" cp_connected
 up_s=$((SECONDS - t))
 say "stack up and routing after $up_s s (images built in $build_s s)"
@@ -202,14 +218,16 @@ state=$(platform)
 [ "$state" = '{"state": "asleep", "wakes": 0, "starts": 0}' ] || fail "sleepy before: $state"
 ! curl -s -m 5 -o /dev/null "http://127.0.0.1:$SPOA_TEST_SLEEPY_PORT/" ||
     fail "the sleeping backend answers before anything woke it"
-# Several first requests at once: they wait on one wake, then the woken backend answers them
-# all. One that a busy machine starts late may find the backend already up (kind cached or
+# Several first requests at once, through both nodes: they wait on one wake for the fleet
+# (agent A's or agent B's, whichever claims it first), then the woken backend answers them all. One that a busy machine starts late may find the backend already up (kind cached or
 # warm), or join the wake another request started (kind cold, held for less); the request that
 # started the wake was held until the backend listened, START_DELAY_MS (500) after the wake.
-n=5
+n=6
 for i in $(seq "$n"); do
+    port=$SPOA_HTTP_PORT
+    [ $((i % 2)) -eq 0 ] && port=$SPOA_HTTP_PORT_B
     curl -s -m 10 -o "$work/cold$i.body" -D "$work/cold$i.head" -w '%{http_code} %{time_total}\n' \
-        -H 'Host: sleepy.localhost' "http://127.0.0.1:$SPOA_HTTP_PORT/" >"$work/cold$i.out" &
+        -H 'Host: sleepy.localhost' "http://127.0.0.1:$port/" >"$work/cold$i.out" &
 done
 wait
 cold=0 held=
@@ -234,13 +252,37 @@ awk -v t="$held" 'BEGIN { exit !(t >= 0.5) }' ||
     fail "the longest cold request took $held s: none was held until the backend listened"
 state=$(platform)
 [ "$state" = '{"state": "running", "wakes": 1, "starts": 1}' ] || fail "sleepy after: $state"
-wakes=$(metric spoa_cold_start_wakes_total)
-[ "$wakes" = 1 ] || fail "the agent counts $wakes wakes, wanted 1"
+wakes_a=$(metric spoa_cold_start_wakes_total)
+wakes_b=$(on_b metric spoa_cold_start_wakes_total)
+[ $((wakes_a + wakes_b)) = 1 ] || fail "the agents count $wakes_a and $wakes_b wakes, wanted 1 in all"
 body=$(http sleepy.localhost / -D "$work/warm.head")
 kind=$(tr -d '\r' <"$work/warm.head" | sed -n 's/^x-route-kind: //Ip')
 [ "$(status)" = 200 ] && [[ "$kind" == cached || "$kind" == warm ]] ||
     fail "sleepy.localhost once awake: $(status) kind '$kind'"
 [ "$(platform)" = '{"state": "running", "wakes": 1, "starts": 1}' ] || fail "woken again: $(platform)"
-say "cold start: $cold of $n concurrent first requests held (one for $held s), one wake, all answered by the woken backend; then $kind"
+say "cold start: $cold of $n concurrent first requests through A and B held (one for $held s), one wake (A $wakes_a, B $wakes_b), all answered by the woken backend; then $kind"
+
+# ---- the fleet: invalidations and activity through Redis ------------------------------------
+applied() { on_b metric 'spoa_redis_invalidations_total{event="applied"}'; }
+applied_before=$(applied)
+status=$(curl -s -m 5 -o /dev/null -w '%{http_code}' -X POST \
+    "http://127.0.0.1:$SPOA_TEST_ADMIN_PORT/invalidate?id=app1.localhost")
+[ "$status" = 200 ] || fail "POST /invalidate on agent A: $status"
+b_applied() { [ "$(applied)" = $((applied_before + 1)) ]; }
+wait_until 5 "agent B applies agent A's invalidation" b_applied
+say "POST /invalidate on agent A: applied by agent B"
+
+# Every request for app2.localhost, through either node, counts once in Redis: the one of the
+# routing checks above and ten through each node now.
+for _ in $(seq 10); do
+    [ "$(http app2.localhost)" = "hello from web2" ] || fail "app2.localhost through A: $(status)"
+    [ "$(on_b http app2.localhost)" = "hello from web2" ] || fail "app2.localhost through B: $(status)"
+done
+activity() {
+    dc exec -T redis redis-cli -p "$SPOA_TEST_REDIS_PORT" HGET spoa:activity:http:app2.localhost requests
+}
+counted() { [ "$(activity)" = 21 ]; }
+wait_until 10 "Redis counts the 21 requests for app2.localhost" counted
+say "activity in Redis: spoa:activity:http:app2.localhost requests = 21, the requests sent through both nodes"
 
 say "all checks passed in $((SECONDS - t)) s"
