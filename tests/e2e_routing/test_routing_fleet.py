@@ -16,7 +16,8 @@
   * Redis killed: both agents keep deciding (hits, and misses resolved locally) and stay ready
     (/readyz 200, with a "degraded: redis ..." line); an
     invalidation published meanwhile is counted as dropped; Redis restarted: both reconnect,
-    resynchronise (their caches cleared once, counted) and fan out again.
+    resynchronise (their caches cleared once, counted) and fan out again;
+  * an agent stopped with SIGTERM writes the activity counted since its last flush.
 
 Needs redis-server and redis-cli (skipped, 77, without them) and spoa-cli from the same build.
 """
@@ -24,6 +25,7 @@ Needs redis-server and redis-cli (skipped, 77, without them) and spoa-cli from t
 import json
 import os
 import shutil
+import signal
 import subprocess
 import time
 
@@ -186,6 +188,22 @@ def check_coordinated_resolves(env, redis, web):
              "C took the resolve lease")
 
 
+def check_activity_at_stop(env, redis, web):
+    """An agent whose activity interval never comes (an hour) still writes what it counted when
+    it stops (SIGTERM): the flush at stop, answered before the process exits."""
+    extra = ", key_prefix: 'stopping:', activity_interval_ms: 3600000"
+    e = FleetAgent(env, "agent-e", redis.port, web, redis_extra=extra)
+    wait_for("E connected to Redis", e.redis_up)
+    for _ in range(5):
+        e.decide("app.test")
+    check_eq(redis.cli("HGET", "stopping:activity:http:app.test", "requests"), "",
+             "nothing written before the stop")
+    e.proc.signal(signal.SIGTERM)
+    check_eq(e.proc.wait(15), 0, "E's exit code after SIGTERM")
+    check_eq(redis.cli("HGET", "stopping:activity:http:app.test", "requests"), "5",
+             "the 5 decisions written at stop")
+
+
 def test(env):
     if not shutil.which("redis-server") or not shutil.which("redis-cli"):
         raise r.Skip("redis-server/redis-cli not installed (apt-get install redis-server)")
@@ -284,6 +302,7 @@ def test(env):
              lambda: b.cache_state("app.test") == "absent", timeout=5)
     check(a.metric("spoa_redis_reconnects_total") >= 1, "A counted its reconnects")
 
+    check_activity_at_stop(env, redis, web)
     if cp:
         check_coordinated_resolves(env, redis, web)
 

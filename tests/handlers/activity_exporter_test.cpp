@@ -2,8 +2,8 @@
 // many flushes (also while other threads keep counting), two agents add up, the last-seen score is
 // the maximum, Redis killed and back (the delta kept meanwhile is written once), a timed-out count
 // is not sent again, nothing is sent when nothing moved or when the interval is 0, keys expire,
-// a flush stays within max_pending without starving resources behind busy ones, and a record
-// evicted and made again starts from zero.
+// a flush stays within max_pending without starving resources behind busy ones, a record
+// evicted and made again starts from zero, and the flush at stop is written and answered.
 
 #include <catch2/catch.hpp>
 
@@ -324,6 +324,26 @@ TEST_CASE("activity: an interval of 0 writes nothing", "[redis][activity]") {
     CHECK(s.flushes_sent + s.flushes_idle + s.flushes_skipped == 0);
     CHECK(platform.requests("http:quiet.example") == -1);
     CHECK(platform.run({"EXISTS", "spoa:activity:last_seen"}).integer == 0);
+}
+
+TEST_CASE("activity: at stop, what moved since the last flush is written and answered",
+          "[redis][activity]") {
+    test::redis_server server;
+    reader platform(server);
+    auto o = options_for(server);
+    o.activity_interval = std::chrono::hours(1);  // only the flush at stop writes
+    agent_side a(o);
+    REQUIRE(eventually([&] { return a.redis->connected(redis_link::command); }));
+    a.count(app_protocol::http, "bye.example", 7);
+    CHECK(a.exporter->flush_before_stop(5s));
+    CHECK(platform.requests("http:bye.example") == 7);  // answered: no waiting for it
+    CHECK(platform.last_seen("http:bye.example") > 0);
+
+    server.kill();
+    REQUIRE(eventually([&] { return !a.redis->connected(redis_link::command); }));
+    agent_side b(o);
+    b.count(app_protocol::http, "bye.example", 1);
+    CHECK_FALSE(b.exporter->flush_before_stop(5s));  // Redis down: nothing can be written
 }
 
 TEST_CASE("activity: keys expire, and members idle past the TTL leave the sorted set",

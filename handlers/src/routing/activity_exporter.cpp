@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <future>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -337,6 +338,31 @@ activity_exporter::~activity_exporter() {
 void activity_exporter::start() {
     if (state_->interval_ms == 0) return;
     service_->post([s = state_](uv_loop_t*) { s->arm(); });
+}
+
+bool activity_exporter::flush_before_stop(std::chrono::milliseconds limit) {
+    if (state_->interval_ms == 0) return true;  // activity is not written at all
+    if (!state_->redis->connected(redis_link::command)) return false;
+    state_->stopped = true;
+    // Redis answers a connection's commands in order: the PING issued after the flush's
+    // commands is answered after them.
+    auto answered = std::make_shared<std::promise<bool>>();
+    auto done = answered->get_future();
+    service_->post([s = state_, answered](uv_loop_t*) {
+        s->disarm();
+        try {
+            s->flush();
+        } catch (const std::exception& e) {
+            s->warn("flush failed", e.what());
+        }
+        s->redis->command({"PING"}, [answered](redis_result r) { answered->set_value(!r.error); });
+    });
+    if (done.wait_for(limit) != std::future_status::ready) return false;
+    try {
+        return done.get();
+    } catch (const std::future_error&) {
+        return false;  // the loop had stopped: the task was dropped unrun
+    }
 }
 
 activity_export_stats activity_exporter::stats() const noexcept {

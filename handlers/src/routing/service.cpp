@@ -92,6 +92,10 @@ service::service(std::shared_ptr<resolver> own, const routing_config& cfg, agent
 }
 
 service::~service() {
+    // The agent has stopped deciding: what it counted since the last activity flush goes to
+    // Redis now rather than being lost with the process.
+    if (activity_ && !activity_->flush_before_stop(2 * redis_->options().command_timeout))
+        logger_->warn("redis activity: the last counts may not have reached Redis at stop");
     // The loop's tasks use the router, the listener and the agent's histograms: they end first.
     // Answers it completes now find their connections gone.
     loop_->join();

@@ -94,6 +94,12 @@ class activity_exporter {
 
     /// Arms the repeating flush (nothing when activity_interval is 0). Call once.
     void start();
+    /// At shutdown, once no more decisions come: stops the repeating flush, flushes what moved
+    /// since the last one and waits until Redis has answered it, `limit` at most (an agent that
+    /// stops, e.g. in a rolling restart, loses no counts). True when Redis answered in time;
+    /// false at once when Redis is not connected. Any thread but the service loop's, which
+    /// must be running.
+    bool flush_before_stop(std::chrono::milliseconds limit);
 
     [[nodiscard]] activity_export_stats stats() const noexcept;
     /// Appends the spoa_redis_activity_* metrics in the Prometheus text format.
