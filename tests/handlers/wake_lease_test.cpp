@@ -1,7 +1,8 @@
 // The fleet's wake lease against a real, private redis-server: one agent wins a claim and the
 // others lose it, the winner's outcome reaches the others (not itself), a lease renewed stays
-// its holder's, a lease left to expire is taken over, a renewal or release never touches a lease
-// another agent took over, and a claim while Redis is down is `unknown` (wake locally).
+// its holder's, a claim given up frees the key silently, a lease left to expire is taken over,
+// a renewal or release never touches a lease another agent took over, and a claim while Redis is
+// down is `unknown` (wake locally).
 
 #include <catch2/catch.hpp>
 
@@ -154,18 +155,50 @@ TEST_CASE("wake lease: one winner, the others follow its outcome", "[redis][wake
         CHECK(std::get<2>(*got) == outcome::ready);
     }
     CHECK_FALSE(a.log->next(50ms));  // its own echo
+    // Ready: the key says so for one more lease; a late claim (a follower's periodic one) loses
+    // and wakes nothing.
     REQUIRE(eventually([&] {
-        return a.command({"EXISTS", "spoa:wake:http:app.test"}).integer == 0;
+        return a.command({"GET", "spoa:wake:http:app.test"}).text == "ready:agent-a";
     }));
-    // Released: the next start of the same resource may be claimed again.
-    CHECK(c.claim(app_protocol::http, "app.test") == claim_result::won);
+    CHECK(a.command({"PTTL", "spoa:wake:http:app.test"}).integer > 4000);
+    CHECK(c.claim(app_protocol::http, "app.test") == claim_result::lost);
+    // Failed: the key is freed, the next start may claim again at once.
+    b.on_loop([&] { b.lease->release(app_protocol::tls, "app.test", outcome::failed); });
+    REQUIRE(eventually([&] {
+        return a.command({"EXISTS", "spoa:wake:tls:app.test"}).integer == 0;
+    }));
+    CHECK(c.claim(app_protocol::tls, "app.test") == claim_result::won);
 
     CHECK(metric_line(*a.lease, "spoa_redis_wake_claims_total{result=\"won\"} 1") == "found");
     CHECK(metric_line(*b.lease, "spoa_redis_wake_claims_total{result=\"lost\"} 1") == "found");
+    CHECK(metric_line(*c.lease, "spoa_redis_wake_claims_total{result=\"lost\"} 2") == "found");
     CHECK(metric_line(*a.lease, "spoa_redis_wake_outcomes_total{event=\"published\"} 1") ==
           "found");
     CHECK(metric_line(*b.lease, "spoa_redis_wake_outcomes_total{event=\"applied\"} 2") ==
           "found");  // the warm-up and A's
+}
+
+TEST_CASE("wake lease: a claim given up frees the key and announces nothing", "[redis][wake]") {
+    test::redis_server server;
+    agent_side a(server, "agent-a", 5000ms);
+    agent_side b(server, "agent-b", 5000ms);
+    REQUIRE(eventually([&] { return a.ready() && b.ready(); }));
+    REQUIRE(eventually([&] {
+        return a.command({"PUBLISH", "spoa:wake", "1 - http ready warmup"}).integer == 2;
+    }));
+    while (b.log->next(100ms)) {
+    }
+
+    REQUIRE(a.claim(app_protocol::http, "late.test") == claim_result::won);
+    // Not the holder: B's give-up leaves A's lease alone.
+    b.on_loop([&] { b.lease->give_up(app_protocol::http, "late.test"); });
+    CHECK(b.command({"GET", "spoa:wake:http:late.test"}).text == "agent-a");
+    a.on_loop([&] { a.lease->give_up(app_protocol::http, "late.test"); });
+    REQUIRE(eventually([&] {
+        return a.command({"EXISTS", "spoa:wake:http:late.test"}).integer == 0;
+    }));
+    CHECK_FALSE(b.log->next(100ms));
+    CHECK(b.claim(app_protocol::http, "late.test") == claim_result::won);
 }
 
 TEST_CASE("wake lease: a renewal extends it, left alone it expires and is taken over",

@@ -206,8 +206,13 @@ void cold_starter::claim(const std::shared_ptr<pending>& p) {
     p->claiming = true;
     coordinator_->claim(p->ctx.proto, p->id, [this, p](wake_coordinator::claim_result r) {
         p->claiming = false;
-        if (p->done || stopping_) return;
         using result = wake_coordinator::claim_result;
+        if (p->done || stopping_) {
+            // The start ended while the claim was in flight (this agent's probe saw the backend
+            // up, or another agent's outcome came): a won claim would only hold the others back.
+            if (r == result::won) coordinator_->give_up(p->ctx.proto, p->id);
+            return;
+        }
         if (r == result::lost) {
             follow(p);
             return;

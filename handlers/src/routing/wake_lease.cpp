@@ -19,8 +19,14 @@ constexpr std::string_view version = "1";
 constexpr const char* renew_script =
     "if redis.call('GET', KEYS[1]) == ARGV[1] then "
     "return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0";
+// A ready start leaves `ready:<agent_id>` (no agent id has a ':') for one more lease, so that a
+// follower whose periodic claim comes after the release does not wake the resource again: it
+// loses and its own probe finds the backend up. A failed start frees the key for a new attempt.
 constexpr const char* release_script =
-    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then "
+    "if ARGV[2] == 'ready' then return redis.call('SET', KEYS[1], 'ready:' .. ARGV[1], 'PX', "
+    "ARGV[3]) end "
+    "return redis.call('DEL', KEYS[1]) end return 0";
 
 std::string_view outcome_name(wake_coordinator::outcome o) noexcept {
     return o == wake_coordinator::outcome::ready ? "ready" : "failed";
@@ -156,7 +162,13 @@ void wake_lease::release(app_protocol p, const std::string& id, outcome o) {
         s->count(outcome_event::dropped);
         s->warn("outcome not published (the others poll)", describe(r));
     });
-    redis_->command({"EVAL", release_script, "1", key_of(p, id), state_->agent_id},
+    redis_->command({"EVAL", release_script, "1", key_of(p, id), state_->agent_id,
+                     std::string(outcome_name(o)), std::to_string(state_->lease.count())},
+                    [](redis_result) {});
+}
+
+void wake_lease::give_up(app_protocol p, const std::string& id) {
+    redis_->command({"EVAL", release_script, "1", key_of(p, id), state_->agent_id, "none", "0"},
                     [](redis_result) {});
 }
 

@@ -36,6 +36,9 @@ class wake_coordinator {
     virtual void renew(app_protocol p, const std::string& id) = 0;
     /// Ends a won claim and announces its outcome to the other agents.
     virtual void release(app_protocol p, const std::string& id, outcome o) = 0;
+    /// Ends a won claim that is not needed any more (the start ended while the claim was in
+    /// flight), announcing nothing.
+    virtual void give_up(app_protocol p, const std::string& id) = 0;
     /// Called for every outcome another agent announces. Set once, before any claim, from the
     /// thread that builds the service (before the agent runs).
     virtual void on_outcome(outcome_handler fn) = 0;

@@ -6,9 +6,11 @@
 ///   outage may cost an extra wake, never a request.
 /// - renew: the value is still ours -> `PEXPIRE` (one script, so that a lease taken over by
 ///   another agent after an expiry is never extended by the old holder).
-/// - release: `PUBLISH <prefix>wake "1 <agent_id> <protocol> <ready|failed> <id>"`, then the value
-///   is still ours -> `DEL` (a script again), in this order on one connection, so an agent that
-///   claims after the DEL finds the backend already up.
+/// - release: `PUBLISH <prefix>wake "1 <agent_id> <protocol> <ready|failed> <id>"`, then, if the
+///   value is still ours (a script again): ready -> the value becomes `ready:<agent_id>` for one
+///   more lease, so a follower's claim in that time loses and its own probe finds the backend
+///   up instead of waking it again; failed -> `DEL`, and the next start may claim at once.
+/// - give_up: the value is still ours -> `DEL`, nothing published.
 /// - outcomes of other agents arrive on the subscription to `<prefix>wake`; a platform may
 ///   publish one too (origin `-`). An agent ignores its own echo and malformed messages
 ///   (counted).
@@ -54,6 +56,7 @@ class wake_lease final : public wake_coordinator {
                std::function<void(claim_result)> done) override;
     void renew(app_protocol p, const std::string& id) override;
     void release(app_protocol p, const std::string& id, outcome o) override;
+    void give_up(app_protocol p, const std::string& id) override;
     void on_outcome(outcome_handler fn) override;
     [[nodiscard]] std::chrono::milliseconds lease() const noexcept override;
 
