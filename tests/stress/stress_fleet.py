@@ -287,27 +287,8 @@ def summed(m, prefix):
 
 def check_answers(member, res, allowed):
     """Every answer of one agent's load against the allowed set; returns the answers counted."""
-    wrong, seen = [], collections.defaultdict(collections.Counter)
-    total = 0
-    with open(member.counts_path) as f:
-        for line in f:
-            cls, host, answer, n = line.split()
-            n = int(n)
-            total += n
-            seen[cls]["endpoint" if not answer.startswith("status:") else answer] += n
-            if answer not in allowed.get((cls, host), ()):
-                wrong.append(f"{cls} {host} -> {answer} x{n} (allowed: "
-                             f"{sorted(allowed.get((cls, host), ()))})")
-    log(f"agent {member.name}: {total} answers checked: " + "; ".join(
-        f"{c}: " + ", ".join(f"{k} {v}" for k, v in sorted(seen[c].items())) for c in sorted(seen)))
-    check_eq(total, int(res["acks_total"]), f"agent {member.name}: answers in the counts file "
-                                            f"vs ACKs")
-    check(not wrong, f"agent {member.name}: {len(wrong)} wrong answers:\n  " +
-          "\n  ".join(wrong[:30]))
-    for cls, what in DEFINING.items():
-        check(seen[cls][what] > 0, f"agent {member.name}, class {cls}: no answer of kind {what} "
-                                   f"in the whole run (got {dict(seen[cls])})")
-    return total
+    return sr.check_answers(member.counts_path, res, allowed, DEFINING,
+                            who=f"agent {member.name}: ")
 
 
 def check_load(member):

@@ -376,6 +376,31 @@ def read_hosts(path):
     return out
 
 
+def check_answers(counts_path, res, allowed, defining, who=""):
+    """Every answer spoa_loadgen counted (counts_path) against the allowed set {(class, host):
+    answers}; each class must have had its defining kind of answer at least once. `who` names
+    the agent in messages. Returns the answers counted."""
+    wrong, seen = [], collections.defaultdict(collections.Counter)
+    total = 0
+    with open(counts_path) as f:
+        for line in f:
+            cls, host, answer, n = line.split()
+            n = int(n)
+            total += n
+            seen[cls]["endpoint" if not answer.startswith("status:") else answer] += n
+            if answer not in allowed.get((cls, host), ()):
+                wrong.append(f"{cls} {host} -> {answer} x{n} (allowed: "
+                             f"{sorted(allowed.get((cls, host), ()))})")
+    log(f"{who}{total} answers checked: " + "; ".join(
+        f"{c}: " + ", ".join(f"{k} {v}" for k, v in sorted(seen[c].items())) for c in sorted(seen)))
+    check_eq(total, int(res["acks_total"]), f"{who}answers in the counts file vs ACKs")
+    check(not wrong, f"{who}{len(wrong)} wrong answers:\n  " + "\n  ".join(wrong[:30]))
+    for cls, what in defining.items():
+        check(seen[cls][what] > 0, f"{who}class {cls}: no answer of kind {what} in the whole run "
+                                   f"(got {dict(seen[cls])}): that path was not exercised")
+    return total
+
+
 def check_rss(samples, warmup_s, kind):
     """samples: [(seconds since the load started, VmRSS kB)], one per second during the load.
     The agent's memory must level off once its bounded tables are full: the lowest of the last 5
@@ -556,24 +581,7 @@ def run(env, args):
     # -- every answer against the route table ----------------------------------------------------
     hosts = read_hosts(HOST_FILE)
     allowed = {(c, h): allowed_answers(c, h, sets, cold_ports) for c, h in hosts}
-    wrong, seen = [], collections.defaultdict(collections.Counter)
-    total = 0
-    with open(counts_path) as f:
-        for line in f:
-            cls, host, answer, n = line.split()
-            n = int(n)
-            total += n
-            seen[cls]["endpoint" if not answer.startswith("status:") else answer] += n
-            if answer not in allowed.get((cls, host), ()):
-                wrong.append(f"{cls} {host} -> {answer} x{n} (allowed: "
-                             f"{sorted(allowed.get((cls, host), ()))})")
-    log(f"{total} answers checked: " + "; ".join(
-        f"{c}: " + ", ".join(f"{k} {v}" for k, v in sorted(seen[c].items())) for c in sorted(seen)))
-    check_eq(total, int(res["acks_total"]), "answers in the counts file vs ACKs")
-    check(not wrong, f"{len(wrong)} wrong answers:\n  " + "\n  ".join(wrong[:30]))
-    for cls, what in DEFINING.items():
-        check(seen[cls][what] > 0, f"class {cls}: no answer of kind {what} in the whole run "
-                                   f"(got {dict(seen[cls])}): that path was not exercised")
+    check_answers(counts_path, res, allowed, DEFINING)
 
     # -- the agent's own view ----------------------------------------------------------------------
     m = agent.metrics()

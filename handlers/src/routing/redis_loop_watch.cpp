@@ -24,30 +24,16 @@ void on_poll(uv_poll_t* handle, int status, int events) {
         uv_poll_start(&w->poll, w->events, on_poll);
 }
 
-void update(loop_watch* w, int events) {
-    w->events = events;
-    if (events != 0) {
-        uv_poll_start(&w->poll, events, on_poll);
+/// hiredis's add/del read/write hooks: the events it wants gain `gained` and lose `lost`.
+template <int gained, int lost>
+void change_events(void* data) {
+    auto* w = static_cast<loop_watch*>(data);
+    w->events = (w->events | gained) & ~lost;
+    if (w->events != 0) {
+        uv_poll_start(&w->poll, w->events, on_poll);
     } else {
         uv_poll_stop(&w->poll);
     }
-}
-
-void add_read(void* data) {
-    auto* w = static_cast<loop_watch*>(data);
-    update(w, w->events | UV_READABLE);
-}
-void del_read(void* data) {
-    auto* w = static_cast<loop_watch*>(data);
-    update(w, w->events & ~UV_READABLE);
-}
-void add_write(void* data) {
-    auto* w = static_cast<loop_watch*>(data);
-    update(w, w->events | UV_WRITABLE);
-}
-void del_write(void* data) {
-    auto* w = static_cast<loop_watch*>(data);
-    update(w, w->events & ~UV_WRITABLE);
 }
 
 void cleanup(void* data) {
@@ -69,10 +55,10 @@ int watch_on_loop(redisAsyncContext* ac, uv_loop_t* loop) {
     w->ac = ac;
     w->poll.data = w;
     ac->ev.data = w;
-    ac->ev.addRead = add_read;
-    ac->ev.delRead = del_read;
-    ac->ev.addWrite = add_write;
-    ac->ev.delWrite = del_write;
+    ac->ev.addRead = change_events<UV_READABLE, 0>;
+    ac->ev.delRead = change_events<0, UV_READABLE>;
+    ac->ev.addWrite = change_events<UV_WRITABLE, 0>;
+    ac->ev.delWrite = change_events<0, UV_WRITABLE>;
     ac->ev.cleanup = cleanup;
     return REDIS_OK;
 }
